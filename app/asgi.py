@@ -1,0 +1,97 @@
+"""The application factory: routes, auth, errors, OpenAPI and the per-worker lifespan."""
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from litestar import Litestar, Router, get
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.middleware import DefineMiddleware
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+from litestar.response import Response
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app import db
+from app.auth import ApiKeyMiddleware, LastUsed, last_used_tracking, require_scope
+from app.config import Settings
+from app.errors import EXCEPTION_HANDLERS, error_body
+from app.keys.endpoints import KeyController
+from app.ledger.endpoints import AccountController
+
+log = logging.getLogger("app")
+PUBLIC_PATHS = ["^/health$", "^/ready$", "^/schema"]
+
+
+@get("/health", exclude_from_auth=True, tags=["service"])
+async def health() -> dict[str, str]:
+    """Liveness: the process answers."""
+    return {"status": "ok"}
+
+
+@get("/ready", exclude_from_auth=True, tags=["service"])
+async def ready(db: AsyncEngine) -> Response:
+    """Readiness: the database answers; 503 when it does not."""
+    try:
+        async with db.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+    except Exception:
+        log.warning("readiness check failed: database unreachable", exc_info=True)
+        body = error_body(503, "database_unavailable", "The database is unreachable")
+        return Response(body, status_code=503, headers={"Retry-After": "1"})
+    return Response({"status": "ready"})
+
+
+def provide_engine(state: State) -> AsyncEngine:
+    return state.engine
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    settings = settings or Settings.from_env()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if settings.database_url is None:
+        raise RuntimeError("DATABASE_URL must be set for the app; `billing serve` sets it for the embedded server")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        engine = db.create_engine(settings.database_url, settings.db_pool_size)
+        try:
+            await db.check_schema(engine)
+            app.state.engine = engine
+            app.state.last_used = LastUsed()
+            async with last_used_tracking(engine, app.state.last_used):
+                yield
+        finally:
+            await engine.dispose()
+
+    api = Router(
+        path="/",
+        route_handlers=[AccountController, KeyController],
+        guards=[require_scope],
+        security=[{"ApiKey": []}, {"Bearer": []}],
+    )
+    return Litestar(
+        route_handlers=[health, ready, api],
+        lifespan=[lifespan],
+        dependencies={"db": Provide(provide_engine, sync_to_thread=False)},
+        middleware=[DefineMiddleware(ApiKeyMiddleware, exclude=PUBLIC_PATHS)],
+        exception_handlers=EXCEPTION_HANDLERS,
+        request_max_body_size=settings.max_body_bytes,
+        openapi_config=OpenAPIConfig(
+            title="Credit-metered LLM billing",
+            version="0.1.0",
+            path="/schema",
+            use_handler_docstrings=True,
+            render_plugins=[ScalarRenderPlugin()],
+            components=Components(
+                security_schemes={
+                    "ApiKey": SecurityScheme(type="apiKey", name="X-API-Key", security_scheme_in="header"),
+                    "Bearer": SecurityScheme(type="http", scheme="bearer"),
+                }
+            ),
+        ),
+        debug=False,
+    )

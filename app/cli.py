@@ -1,0 +1,186 @@
+"""`billing`: operator commands. Without DATABASE_URL they use the embedded PostgreSQL."""
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any, TypeVar
+
+import click
+import msgspec
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app import db
+from app.auth import SCOPES
+from app.config import Settings, SettingsError
+from app.errors import AppError
+from app.keys import repository as key_repository
+from app.keys import service as key_service
+from app.keys.schemas import KeyCreate
+from app.ledger import repository as ledger_repository
+from app.ledger import service as ledger_service
+from app.ledger.schemas import AccountCreate
+from app.pagination import MAX_LIMIT
+
+T = TypeVar("T")
+
+
+def load_settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def in_transaction(url: str, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+    async def run() -> T:
+        engine = db.create_engine(url, pool_size=1)
+        try:
+            await db.check_schema(engine)
+            async with engine.begin() as conn:
+                return await work(conn)
+        finally:
+            await engine.dispose()
+
+    try:
+        return asyncio.run(run())
+    except db.SchemaOutdated as exc:
+        raise click.ClickException(str(exc)) from None
+    except AppError as exc:
+        raise click.ClickException(exc.message) from None
+
+
+def run_command(work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+    with db.database_url(load_settings()) as url:
+        return in_transaction(url, work)
+
+
+def print_json(value: Any) -> None:
+    click.echo(msgspec.json.format(msgspec.json.encode(value), indent=2).decode())
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    from alembic import command
+
+    command.upgrade(db.alembic_config(url), revision)
+
+
+@click.group()
+def main() -> None:
+    """Credit-metered billing for LLM APIs: operator commands."""
+
+
+@main.command()
+@click.option("--host", help="Interface to listen on [BILLING_HOST, default 127.0.0.1].")
+@click.option("--port", type=int, help="Port [BILLING_PORT, default 8000].")
+@click.option("--workers", type=int, help="Worker processes [BILLING_WORKERS, default 1].")
+@click.option("--migrate", is_flag=True, help="Apply pending migrations before serving.")
+def serve(host: str | None, port: int | None, workers: int | None, migrate: bool) -> None:
+    """Serve the HTTP API; starts the embedded PostgreSQL when DATABASE_URL is unset."""
+    import uvicorn
+
+    settings = load_settings()
+    host, port, workers = host or settings.host, port or settings.port, workers or settings.workers
+    with db.database_url(settings) as url:
+        if migrate:
+            upgrade(url)
+        secret = in_transaction(url, bootstrap_admin_key)
+        base = f"http://{host}:{port}"
+        if secret:
+            click.echo(
+                "\nNo admin API key existed, so one was created. It is shown only this once:\n\n"
+                f"    {secret}\n\nTry it:\n\n    curl -H 'X-API-Key: {secret}' {base}/accounts\n"
+            )
+        click.echo(f"Serving on {base} (OpenAPI at {base}/schema); Ctrl-C stops.")
+        # Worker processes build their settings from the environment, so hand them the URL there.
+        os.environ["DATABASE_URL"] = url
+        uvicorn.run(
+            "app.asgi:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level=settings.log_level.lower(),
+            access_log=False,
+        )
+
+
+async def bootstrap_admin_key(conn: AsyncConnection) -> str | None:
+    if await key_repository.has_active_admin(conn):
+        return None
+    created = await key_service.create(conn, KeyCreate(name="bootstrap admin", scopes=["admin"]))
+    return created.key
+
+
+@main.command()
+@click.option("--revision", default="head", show_default=True, help="Target revision (e.g. head, 0001, base).")
+@click.option("--downgrade", is_flag=True, help="Downgrade to --revision instead of upgrading.")
+def migrate(revision: str, downgrade: bool) -> None:
+    """Apply the database migrations (or downgrade with --downgrade)."""
+    from alembic import command
+
+    with db.database_url(load_settings()) as url:
+        if downgrade:
+            command.downgrade(db.alembic_config(url), revision)
+        else:
+            upgrade(url, revision)
+    click.echo(f"Database at revision {revision}.")
+
+
+@main.group()
+def accounts() -> None:
+    """Customer accounts."""
+
+
+@accounts.command("create")
+@click.option("--name", required=True, help="Display name.")
+@click.option("--id", "account_id", help="Account id (generated when omitted).")
+@click.option("--overdraft-limit", default="0", show_default=True, help="Credits the balance may go below zero.")
+def accounts_create(name: str, account_id: str | None, overdraft_limit: str) -> None:
+    """Create an account and print it as JSON."""
+    data = msgspec.convert(
+        {"name": name, "id": account_id, "overdraft_limit": overdraft_limit}, AccountCreate, strict=False
+    )
+    print_json(run_command(lambda conn: ledger_service.create_account(conn, data)))
+
+
+@accounts.command("list")
+def accounts_list() -> None:
+    """Print accounts as JSON lines."""
+    rows = run_command(lambda conn: ledger_repository.list_accounts(conn, only=None, after=None, limit=MAX_LIMIT))
+    for row in rows:
+        click.echo(msgspec.json.encode(ledger_service.to_account(row)).decode())
+
+
+@main.group()
+def keys() -> None:
+    """API keys."""
+
+
+@keys.command("create")
+@click.option("--name", required=True, help="What the key is for.")
+@click.option("--scope", "scopes", multiple=True, required=True, type=click.Choice(SCOPES), help="Repeatable.")
+@click.option("--account", "account_id", help="Bind the key to this account.")
+@click.option("--expires-at", type=click.DateTime(["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%d %H:%M:%S%z"]))
+def keys_create(name: str, scopes: tuple[str, ...], account_id: str | None, expires_at: datetime | None) -> None:
+    """Create a key; the secret is printed alone on the last line of stdout."""
+    data = KeyCreate(name=name, scopes=list(scopes), account_id=account_id, expires_at=expires_at)
+    created = run_command(lambda conn: key_service.create(conn, data))
+    click.echo(f"id: {created.id}  scopes: {','.join(created.scopes)}  account: {created.account_id or '-'}")
+    click.echo(created.key)
+
+
+@keys.command("list")
+def keys_list() -> None:
+    """Print API keys (never their secrets) as JSON lines."""
+    rows = run_command(lambda conn: key_repository.list_keys(conn, account_id=None, after=None, limit=MAX_LIMIT))
+    for row in rows:
+        click.echo(msgspec.json.encode(key_service.to_key(row)).decode())
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+def keys_revoke(key_id: str) -> None:
+    """Revoke a key by its id; it stops working at once."""
+    key = run_command(lambda conn: key_service.revoke(conn, key_id))
+    click.echo(f"revoked {key.id} at {key.revoked_at.isoformat()}")

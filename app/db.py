@@ -1,0 +1,83 @@
+"""Engine lifecycle, the shared metadata, migrations and the embedded-PostgreSQL fallback."""
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+from sqlalchemy import MetaData, text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from app.config import PROJECT_DIR, Settings
+
+# Stable constraint names, so migrations can drop and alter them on every database.
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class SchemaOutdated(RuntimeError):
+    """The database is not at the migration head this code was written for."""
+
+
+def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:
+    return create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_timeout=10,
+        connect_args={"server_settings": {"application_name": "billing"}},
+    )
+
+
+def alembic_config(url: str) -> Config:
+    config = Config(str(PROJECT_DIR / "alembic.ini"))
+    config.set_main_option("script_location", str(PROJECT_DIR / "migrations"))
+    # Passed as an attribute, not an ini option: configparser would choke on '%' in URLs.
+    config.attributes["url"] = url
+    return config
+
+
+def migration_head() -> str | None:
+    return ScriptDirectory.from_config(alembic_config("")).get_current_head()
+
+
+async def check_schema(engine: AsyncEngine) -> None:
+    """Refuse to serve a database the code does not match."""
+    head = migration_head()
+    try:
+        async with engine.connect() as conn:
+            current = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar()
+    except DBAPIError as exc:
+        if "alembic_version" not in str(exc):
+            raise
+        current = None
+    if current != head:
+        state = "is not migrated" if current is None else f"is at revision {current}"
+        raise SchemaOutdated(
+            f"The database {state}; this code needs revision {head}. "
+            "Run `make migrate` (or `billing migrate`) to upgrade it."
+        )
+
+
+@contextlib.contextmanager
+def database_url(settings: Settings) -> Iterator[str]:
+    """The configured DATABASE_URL, or an embedded PostgreSQL kept in the data folder."""
+    if settings.database_url:
+        yield settings.database_url
+        return
+    from app.embedded import EmbeddedPostgres
+
+    server = EmbeddedPostgres(Path(settings.data_dir) / "postgres")
+    try:
+        yield server.start()
+    finally:
+        server.stop()

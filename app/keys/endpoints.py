@@ -1,0 +1,41 @@
+from datetime import datetime
+
+from litestar import Controller, delete, get, post
+from litestar.params import Parameter
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.keys import repository, service
+from app.keys.schemas import CreatedKey, Key, KeyCreate
+from app.pagination import DEFAULT_LIMIT, Page, check_limit, decode_cursor, page
+
+
+class KeyController(Controller):
+    path = "/api-keys"
+    tags = ["api keys"]
+    opt = {"scope": "admin"}
+
+    @post("/", status_code=201)
+    async def create_key(self, db: AsyncEngine, data: KeyCreate) -> CreatedKey:
+        """Create an API key; the secret `key` is returned in this response only."""
+        async with db.begin() as conn:
+            return await service.create(conn, data)
+
+    @get("/")
+    async def list_keys(
+        self,
+        db: AsyncEngine,
+        account_id: str | None = None,
+        cursor: str | None = None,
+        limit: int = Parameter(default=DEFAULT_LIMIT),
+    ) -> Page[Key]:
+        """List API keys (never their secrets), oldest first."""
+        after = decode_cursor(cursor, datetime, str)
+        async with db.connect() as conn:
+            rows = await repository.list_keys(conn, account_id=account_id, after=after, limit=check_limit(limit) + 1)
+        return page(rows, limit, lambda row: (row.created_at, row.id), service.to_key)
+
+    @delete("/{key_id:str}", status_code=200)
+    async def revoke_key(self, db: AsyncEngine, key_id: str) -> Key:
+        """Revoke an API key; it stops working at once on every worker."""
+        async with db.begin() as conn:
+            return await service.revoke(conn, key_id)

@@ -1,0 +1,20 @@
+"""Validation of money amounts arriving from clients: exact decimals that fit NUMERIC(38, 9)."""
+
+from decimal import Decimal
+
+from app.errors import InvalidRequest
+
+MAX_INTEGER_DIGITS = 38 - 9
+
+
+def check_amount(value: Decimal, field: str, *, allow_negative: bool = False) -> Decimal:
+    if not value.is_finite():
+        raise InvalidRequest(f"`{field}` must be a finite number", param=field)
+    if value < 0 and not allow_negative:
+        raise InvalidRequest(f"`{field}` must not be negative", param=field)
+    sign, digits, exponent = value.as_tuple()
+    if exponent < -9:
+        raise InvalidRequest(f"`{field}` has more than 9 decimal places", param=field)
+    if len(digits) + exponent > MAX_INTEGER_DIGITS:
+        raise InvalidRequest(f"`{field}` is too large", param=field)
+    return value

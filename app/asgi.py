@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app import db
 from app.auth import ApiKeyMiddleware, LastUsed, last_used_tracking, require_scope
 from app.config import Settings
+from app.db import Db
 from app.errors import EXCEPTION_HANDLERS, error_body
 from app.keys.endpoints import KeyController
 from app.ledger.endpoints import AccountController
@@ -33,7 +34,7 @@ async def health() -> dict[str, str]:
 
 
 @get("/ready", exclude_from_auth=True, tags=["service"])
-async def ready(db: AsyncEngine) -> Response:
+async def ready(db: Db) -> Response:
     """Readiness: the database answers; 503 when it does not."""
     try:
         async with db.connect() as conn:
@@ -67,14 +68,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
         finally:
             await engine.dispose()
 
-    api = Router(
-        path="/",
-        route_handlers=[AccountController, KeyController],
-        guards=[require_scope],
-        security=[{"ApiKey": []}, {"Bearer": []}],
-    )
+    api = Router(path="/", route_handlers=[AccountController, KeyController], security=[{"ApiKey": []}, {"Bearer": []}])
     return Litestar(
         route_handlers=[health, ready, api],
+        guards=[require_scope],
         lifespan=[lifespan],
         dependencies={"db": Provide(provide_engine, sync_to_thread=False)},
         middleware=[DefineMiddleware(ApiKeyMiddleware, exclude=PUBLIC_PATHS)],

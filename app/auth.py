@@ -123,6 +123,8 @@ class ApiKeyMiddleware(AbstractAuthenticationMiddleware):
 
 def require_scope(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
     """Every authenticated route names its scope in `opt`; one without is closed to all."""
+    if "user" not in connection.scope:
+        return  # a public path (PUBLIC_PATHS, exclude_from_auth): the middleware did not run
     scope = handler.opt.get("scope")
     principal: Principal = connection.user
     if scope is None or not principal.has(scope):

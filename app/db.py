@@ -6,6 +6,7 @@ from pathlib import Path
 
 from alembic.config import Config
 from alembic.script import ScriptDirectory
+from litestar.di import NamedDependency
 from sqlalchemy import MetaData, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -81,3 +82,7 @@ def database_url(settings: Settings) -> Iterator[str]:
         yield server.start()
     finally:
         server.stop()
+
+
+# How handlers ask for the engine: `db: Db`.
+Db = NamedDependency[AsyncEngine]

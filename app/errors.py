@@ -24,7 +24,7 @@ TYPES = {
     503: "service_unavailable_error",
 }
 CODES = {
-    400: "bad_request",
+    400: "validation_error",
     401: "invalid_api_key",
     403: "insufficient_scope",
     404: "not_found",

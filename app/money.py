@@ -12,9 +12,17 @@ def check_amount(value: Decimal, field: str, *, allow_negative: bool = False) ->
         raise InvalidRequest(f"`{field}` must be a finite number", param=field)
     if value < 0 and not allow_negative:
         raise InvalidRequest(f"`{field}` must not be negative", param=field)
-    sign, digits, exponent = value.as_tuple()
+    _, digits, exponent = value.as_tuple()
     if exponent < -9:
         raise InvalidRequest(f"`{field}` has more than 9 decimal places", param=field)
     if len(digits) + exponent > MAX_INTEGER_DIGITS:
         raise InvalidRequest(f"`{field}` is too large", param=field)
     return value
+
+
+MONEY_PLACES = Decimal("0.000000001")
+
+
+def money(value: Decimal) -> str:
+    """JSON form of an amount: fixed-point with 9 places ("0.000000000", never "0E-9")."""
+    return format(value.quantize(MONEY_PLACES), "f")

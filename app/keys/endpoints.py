@@ -1,9 +1,9 @@
 from datetime import datetime
 
 from litestar import Controller, delete, get, post
-from litestar.params import Parameter
-from sqlalchemy.ext.asyncio import AsyncEngine
+from litestar.params import FromPath, FromQuery, JSONBody
 
+from app.db import Db
 from app.keys import repository, service
 from app.keys.schemas import CreatedKey, Key, KeyCreate
 from app.pagination import DEFAULT_LIMIT, Page, check_limit, decode_cursor, page
@@ -15,7 +15,7 @@ class KeyController(Controller):
     opt = {"scope": "admin"}
 
     @post("/", status_code=201)
-    async def create_key(self, db: AsyncEngine, data: KeyCreate) -> CreatedKey:
+    async def create_key(self, db: Db, data: JSONBody[KeyCreate]) -> CreatedKey:
         """Create an API key; the secret `key` is returned in this response only."""
         async with db.begin() as conn:
             return await service.create(conn, data)
@@ -23,10 +23,10 @@ class KeyController(Controller):
     @get("/")
     async def list_keys(
         self,
-        db: AsyncEngine,
-        account_id: str | None = None,
-        cursor: str | None = None,
-        limit: int = Parameter(default=DEFAULT_LIMIT),
+        db: Db,
+        account_id: FromQuery[str | None] = None,
+        cursor: FromQuery[str | None] = None,
+        limit: FromQuery[int] = DEFAULT_LIMIT,
     ) -> Page[Key]:
         """List API keys (never their secrets), oldest first."""
         after = decode_cursor(cursor, datetime, str)
@@ -35,7 +35,7 @@ class KeyController(Controller):
         return page(rows, limit, lambda row: (row.created_at, row.id), service.to_key)
 
     @delete("/{key_id:str}", status_code=200)
-    async def revoke_key(self, db: AsyncEngine, key_id: str) -> Key:
+    async def revoke_key(self, db: Db, key_id: FromPath[str]) -> Key:
         """Revoke an API key; it stops working at once on every worker."""
         async with db.begin() as conn:
             return await service.revoke(conn, key_id)

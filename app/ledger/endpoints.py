@@ -1,8 +1,8 @@
 from litestar import Controller, Request, get, post
-from litestar.params import Parameter
-from sqlalchemy.ext.asyncio import AsyncEngine
+from litestar.params import FromPath, FromQuery, JSONBody
 
 from app.auth import Principal
+from app.db import Db
 from app.ledger import repository, service
 from app.ledger.schemas import Account, AccountCreate
 from app.pagination import DEFAULT_LIMIT, Page, check_limit, decode_cursor, page
@@ -13,7 +13,7 @@ class AccountController(Controller):
     tags = ["accounts"]
 
     @post("/", opt={"scope": "admin"}, status_code=201)
-    async def create_account(self, db: AsyncEngine, data: AccountCreate) -> Account:
+    async def create_account(self, db: Db, data: JSONBody[AccountCreate]) -> Account:
         """Create a customer account; `id` is generated when omitted."""
         async with db.begin() as conn:
             return await service.create_account(conn, data)
@@ -22,9 +22,9 @@ class AccountController(Controller):
     async def list_accounts(
         self,
         request: Request[Principal, str, object],
-        db: AsyncEngine,
-        cursor: str | None = None,
-        limit: int = Parameter(default=DEFAULT_LIMIT),
+        db: Db,
+        cursor: FromQuery[str | None] = None,
+        limit: FromQuery[int] = DEFAULT_LIMIT,
     ) -> Page[Account]:
         """List accounts with their balances, ordered by id; an account-bound key sees its own."""
         after = decode_cursor(cursor, str)
@@ -38,7 +38,7 @@ class AccountController(Controller):
         return page(rows, limit, lambda row: (row.id,), service.to_account)
 
     @get("/{account_id:str}", opt={"scope": "ledger:read"})
-    async def get_account(self, request: Request[Principal, str, object], db: AsyncEngine, account_id: str) -> Account:
+    async def get_account(self, request: Request[Principal, str, object], db: Db, account_id: FromPath[str]) -> Account:
         """One account with its balance, pending holds and available credits."""
         async with db.connect() as conn:
             return await service.get_account(conn, request.user.account(account_id))

@@ -18,8 +18,9 @@ class Account(msgspec.Struct):
     id: str
     name: str
     status: str
-    overdraft_limit: Decimal
-    balance: Decimal
-    pending: Decimal
-    available: Decimal
+    # Amounts are decimal strings with 9 places, e.g. "12.345000000".
+    overdraft_limit: str
+    balance: str
+    pending: str
+    available: str
     created_at: datetime

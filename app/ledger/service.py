@@ -7,7 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app.errors import Conflict, NotFound
 from app.ledger import repository
 from app.ledger.schemas import Account, AccountCreate
-from app.money import check_amount
+from app.money import check_amount, money
 
 
 def to_account(row: Row) -> Account:
@@ -17,10 +17,10 @@ def to_account(row: Row) -> Account:
         id=row.id,
         name=row.name,
         status=row.status,
-        overdraft_limit=row.overdraft_limit,
-        balance=row.balance,
-        pending=pending,
-        available=row.balance - pending,
+        overdraft_limit=money(row.overdraft_limit),
+        balance=money(row.balance),
+        pending=money(pending),
+        available=money(row.balance - pending),
         created_at=row.created_at,
     )
 

@@ -1,0 +1,185 @@
+"""Exact pricing. Estimates and real charges both go through `quote`, so they cannot diverge.
+
+Rates are upstream USD per 1,000,000 tokens; credits = upstream USD x margin x credits_per_usd.
+Money is Decimal end to end and floats are refused, because a float rate is already wrong.
+"""
+
+import decimal
+from dataclasses import dataclass, fields
+from decimal import ROUND_HALF_EVEN, Context, Decimal, localcontext
+
+from app.errors import AppError, InvalidRequest
+
+MONEY_PLACES = Decimal("0.000000001")
+PER_MILLION = Decimal(1_000_000)
+# Any count fits a BIGINT column, and tokens x rate x margin x credits_per_usd fits _EXACT's 60 digits.
+MAX_TOKENS = 2**63 - 1
+
+# Own contexts, so a caller's decimal context can never change a price. In _EXACT any result that
+# would need rounding raises Inexact rather than being rounded: if a computation returns, it is exact.
+_SIGNALS = [decimal.InvalidOperation, decimal.DivisionByZero, decimal.Overflow]
+_EXACT = Context(prec=60, rounding=ROUND_HALF_EVEN, traps=[*_SIGNALS, decimal.Inexact])
+_ROUND = Context(prec=60, rounding=ROUND_HALF_EVEN, traps=_SIGNALS)
+
+
+class ModelUnpriced(AppError):
+    status = 422
+    code = "model_unpriced"
+
+
+RATE_KINDS = ("input", "output", "cached_input", "cache_write")
+
+
+def _check_decimal(name: str, value: object, *, positive: bool = False) -> None:
+    if not isinstance(value, Decimal):
+        raise TypeError(f"{name} must be a Decimal, not {type(value).__name__}")
+    if not value.is_finite() or value < 0 or (positive and value == 0):
+        raise ValueError(f"{name} must be a finite, {'positive' if positive else 'non-negative'} Decimal")
+
+
+def _check_rates(owner: object, prefix: str = "") -> None:
+    for kind in RATE_KINDS:
+        if (value := getattr(owner, kind)) is not None:
+            _check_decimal(prefix + kind, value)
+
+
+@dataclass(frozen=True, slots=True)
+class Tier:
+    above_input_tokens: int
+    input: Decimal | None = None
+    output: Decimal | None = None
+    cached_input: Decimal | None = None
+    cache_write: Decimal | None = None
+
+    def __post_init__(self) -> None:
+        threshold = self.above_input_tokens
+        if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 0:
+            raise ValueError(f"above_input_tokens must be a non-negative int, not {threshold!r}")
+        _check_rates(self, f"tier {threshold} ")
+
+
+@dataclass(frozen=True, slots=True)
+class Rates:
+    input: Decimal | None
+    output: Decimal | None = None
+    cached_input: Decimal | None = None
+    cache_write: Decimal | None = None
+    per_request: Decimal = Decimal(0)
+    tiers: tuple[Tier, ...] = ()
+
+    def __post_init__(self) -> None:
+        _check_rates(self)
+        _check_decimal("per_request", self.per_request)
+        if not all(isinstance(tier, Tier) for tier in self.tiers):
+            raise TypeError("tiers must be Tier instances")
+        thresholds = [tier.above_input_tokens for tier in self.tiers]
+        if len(set(thresholds)) != len(thresholds):
+            raise ValueError(f"duplicate tier thresholds: {sorted(thresholds)}")
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    input_tokens: int
+    output_tokens: int = 0
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    kind: str  # input | cached_input | cache_write | output | request
+    tokens: int | None  # None for the request fee, whose rates are per request rather than per 1M
+    rate_usd_per_1m: Decimal
+    rate_credits_per_1m: Decimal
+    upstream_usd: Decimal
+    credits: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    upstream_usd: Decimal
+    credits: Decimal
+    tier: int | None
+    lines: tuple[Line, ...]
+
+
+def round_money(value: Decimal) -> Decimal:
+    if not isinstance(value, Decimal):
+        raise TypeError(f"money must be a Decimal, not {type(value).__name__}")
+    with localcontext(_ROUND):
+        return value.quantize(MONEY_PLACES)
+
+
+def credit_rate(usd_per_1m: Decimal, margin: Decimal, credits_per_usd: Decimal) -> Decimal:
+    _check_decimal("usd_per_1m", usd_per_1m)
+    _check_decimal("margin", margin, positive=True)
+    _check_decimal("credits_per_usd", credits_per_usd, positive=True)
+    with localcontext(_EXACT):
+        return usd_per_1m * margin * credits_per_usd
+
+
+def validate_usage(usage: Usage, *, embedding: bool) -> None:
+    for field in (f.name for f in fields(usage)):
+        value = getattr(usage, field)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InvalidRequest(f"`{field}` must be an integer", param=field)
+        if not 0 <= value <= MAX_TOKENS:
+            raise InvalidRequest(f"`{field}` must be between 0 and {MAX_TOKENS}, got {value}", param=field)
+    if embedding and usage.output_tokens:
+        raise InvalidRequest("Embedding models produce no output: `output_tokens` must be 0", param="output_tokens")
+    if usage.cached_input_tokens > usage.input_tokens:
+        raise InvalidRequest("`cached_input_tokens` exceeds `input_tokens`", param="cached_input_tokens")
+    if usage.cached_input_tokens + usage.cache_write_tokens > usage.input_tokens:
+        raise InvalidRequest(
+            "`cached_input_tokens` + `cache_write_tokens` exceeds `input_tokens`", param="cache_write_tokens"
+        )
+    if usage.reasoning_tokens > usage.output_tokens:
+        raise InvalidRequest("`reasoning_tokens` exceeds `output_tokens`", param="reasoning_tokens")
+
+
+def quote(
+    model_id: str,
+    rates: Rates | None,
+    usage: Usage,
+    *,
+    embedding: bool,
+    margin: Decimal,
+    credits_per_usd: Decimal,
+) -> Quote:
+    validate_usage(usage, embedding=embedding)
+    if rates is None or rates.input is None or (not embedding and rates.output is None):
+        raise ModelUnpriced(f"Model '{model_id}' has no known price", param="model")
+    _check_decimal("margin", margin, positive=True)
+    _check_decimal("credits_per_usd", credits_per_usd, positive=True)
+
+    # A tier is a cliff: crossing its threshold reprices the whole request, not just the excess.
+    crossed = [t for t in rates.tiers if usage.input_tokens > t.above_input_tokens]
+    tier = max(crossed, key=lambda t: t.above_input_tokens, default=None)
+
+    def rate(kind: str, fallback: Decimal | None = None) -> Decimal | None:
+        for source in (tier, rates):
+            if source is not None and (value := getattr(source, kind)) is not None:
+                return value
+        return fallback
+
+    # A missing cache rate falls back to the input rate in force, so above a tier that is the tier's.
+    input_rate = rate("input")
+    components = (
+        ("input", usage.input_tokens - usage.cached_input_tokens - usage.cache_write_tokens, input_rate),
+        ("cached_input", usage.cached_input_tokens, rate("cached_input", input_rate)),
+        ("cache_write", usage.cache_write_tokens, rate("cache_write", input_rate)),
+        ("output", usage.output_tokens, rate("output")),
+    )
+    with localcontext(_EXACT):
+        scale = margin * credits_per_usd
+        priced = [(kind, n, r, n * r / PER_MILLION) for kind, n, r in components if n > 0]
+        if rates.per_request:
+            priced.append(("request", None, rates.per_request, rates.per_request))
+        lines = tuple(Line(k, n, r, r * scale, round_money(usd), round_money(usd * scale)) for k, n, r, usd in priced)
+        total_usd = sum((usd for *_, usd in priced), Decimal(0))
+        total_credits = total_usd * scale
+    # Each total is one rounding of its exact value, not the sum of the rounded lines (which may be off
+    # by a few units in the 9th place); credits come from the exact USD, never from the rounded USD.
+    threshold = None if tier is None else tier.above_input_tokens
+    return Quote(round_money(total_usd), round_money(total_credits), threshold, lines)

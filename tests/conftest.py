@@ -1,0 +1,137 @@
+"""Tests run on real PostgreSQL: a database per run, built by the migrations, emptied after each test.
+
+TEST_DATABASE_URL names a server to use (its database is only used to create ours);
+without it an embedded server is started in .data/test-postgres.
+"""
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import replace
+
+import asyncpg
+import pytest
+from litestar.testing import AsyncTestClient
+from sqlalchemy import make_url, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app import db
+from app.asgi import create_app
+from app.config import PROJECT_DIR, Settings, database_url
+from app.keys import service as key_service
+from app.keys.schemas import KeyCreate
+
+# Filled once per run by the migrations or by catalog loading, so not emptied between tests.
+KEEP_TABLES = {"alembic_version"}
+
+
+def plain_dsn(url: str) -> str:
+    """The asyncpg form of an SQLAlchemy URL."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def server_url() -> Iterator[str]:
+    if os.environ.get("TEST_DATABASE_URL"):
+        yield database_url(os.environ["TEST_DATABASE_URL"])
+        return
+    from app.embedded import EmbeddedPostgres
+
+    with EmbeddedPostgres(PROJECT_DIR / ".data" / "test-postgres") as url:
+        yield url
+
+
+async def create_database(server: str, name: str) -> str:
+    conn = await asyncpg.connect(plain_dsn(server))
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return make_url(server).set(database=name).render_as_string(hide_password=False)
+
+
+async def drop_database(server: str, name: str) -> None:
+    conn = await asyncpg.connect(plain_dsn(server))
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+async def empty_database(server_url: str) -> AsyncIterator[Callable[[], Awaitable[str]]]:
+    """Creates fresh, unmigrated databases on demand; all are dropped at the end of the run."""
+    names: list[str] = []
+
+    async def make() -> str:
+        names.append(f"billing_test_{uuid.uuid4().hex[:12]}")
+        return await create_database(server_url, names[-1])
+
+    yield make
+    for name in names:
+        await drop_database(server_url, name)
+
+
+async def migrate(url: str, revision: str = "head", downgrade: bool = False) -> None:
+    from alembic import command
+
+    step = command.downgrade if downgrade else command.upgrade
+    # Alembic's async env.py runs its own event loop, so it gets a thread of its own.
+    await asyncio.to_thread(step, db.alembic_config(url), revision)
+
+
+@pytest.fixture(scope="session")
+async def database(empty_database) -> str:
+    url = await empty_database()
+    await migrate(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def settings(database: str) -> Settings:
+    return replace(Settings.from_env({}), database_url=database)
+
+
+@pytest.fixture(scope="session")
+async def engine(database: str) -> AsyncIterator[AsyncEngine]:
+    engine = db.create_engine(database, pool_size=5)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+async def conn_engine(engine: AsyncEngine) -> AsyncIterator[AsyncEngine]:
+    """The engine, with every table emptied after the test."""
+    yield engine
+    async with engine.begin() as conn:
+        tables = (await conn.execute(text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'"))).scalars()
+        names = ", ".join(f'"{name}"' for name in tables if name not in KEEP_TABLES)
+        if names:
+            await conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture
+async def client(settings: Settings, conn_engine: AsyncEngine) -> AsyncIterator[AsyncTestClient]:
+    async with AsyncTestClient(create_app(settings)) as client:
+        yield client
+
+
+@pytest.fixture
+def make_key(conn_engine: AsyncEngine) -> Callable[..., Awaitable[str]]:
+    """Issue a key straight through the service; returns the secret."""
+
+    async def make(*scopes: str, account_id: str | None = None, name: str = "test", expires_at=None) -> str:
+        async with conn_engine.begin() as conn:
+            created = await key_service.create(
+                conn, KeyCreate(name=name, scopes=list(scopes), account_id=account_id, expires_at=expires_at)
+            )
+        return created.key
+
+    return make
+
+
+@pytest.fixture
+async def admin(make_key) -> dict[str, str]:
+    """Headers of an admin key."""
+    return {"X-API-Key": await make_key("admin")}

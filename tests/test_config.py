@@ -1,0 +1,52 @@
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from app.config import Settings, SettingsError
+
+
+def test_defaults():
+    settings = Settings.from_env({})
+    assert settings.database_url is None
+    assert (settings.host, settings.port, settings.workers) == ("127.0.0.1", 8000, 1)
+    assert settings.default_margin == Decimal("1.4")
+    assert settings.credits_per_usd == Decimal(100)
+
+
+def test_values_are_read_exactly():
+    settings = Settings.from_env(
+        {
+            "DATABASE_URL": "postgres://u:p@db:5433/billing",
+            "BILLING_PORT": "9000",
+            "BILLING_WORKERS": "4",
+            "DEFAULT_MARGIN": "1.25",
+            "CREDITS_PER_USD": "1000",
+            "BILLING_LOG_LEVEL": "debug",
+            "BILLING_DATA_DIR": "/tmp/x",
+        }
+    )
+    assert settings.database_url == "postgresql+asyncpg://u:p@db:5433/billing"
+    assert (settings.port, settings.workers, settings.log_level) == (9000, 4, "DEBUG")
+    assert settings.default_margin == Decimal("1.25") and settings.credits_per_usd == Decimal(1000)
+    assert settings.data_dir == Path("/tmp/x")
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("DATABASE_URL", "mysql://x"),
+        ("BILLING_PORT", "http"),
+        ("BILLING_PORT", "70000"),
+        ("BILLING_WORKERS", "0"),
+        ("DEFAULT_MARGIN", "-1"),
+        ("DEFAULT_MARGIN", "NaN"),
+        ("CREDITS_PER_USD", "lots"),
+        ("BILLING_LOG_LEVEL", "LOUD"),
+        ("BILLING_DB_POOL_SIZE", "0"),
+        ("BILLING_MAX_BODY_BYTES", "1"),
+    ],
+)
+def test_invalid_setting_names_the_variable(name, value):
+    with pytest.raises(SettingsError, match=name):
+        Settings.from_env({name: value})

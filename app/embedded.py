@@ -48,7 +48,17 @@ class EmbeddedPostgres:
         if self._url is not None:
             return self._url
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._lock()
+        if not self._lock():
+            # Another live process owns the server (say `make run`, while an operator runs
+            # `billing keys create`): use it without owning it, so stop() leaves it alone.
+            lines = self._running_postmaster()
+            if lines is None or len(lines) < 5:
+                raise RuntimeError(
+                    f"embedded PostgreSQL in {self.data_dir} is being started or stopped by another process; "
+                    "try again, or set DATABASE_URL"
+                )
+            self._url = self._url_for(socket_dir=lines[4], port=lines[3])
+            return self._url
         try:
             self._run_as = self._pick_run_as()
             if not (self.pgdata / "PG_VERSION").exists():
@@ -66,6 +76,7 @@ class EmbeddedPostgres:
 
     def stop(self) -> None:
         if self._lock_file is None:
+            self._url = None
             return
         try:
             self._stop_server()
@@ -80,7 +91,7 @@ class EmbeddedPostgres:
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
-    def _lock(self) -> None:
+    def _lock(self) -> bool:
         # A flock dies with its process, so a crashed run never blocks the next one, while two live
         # processes (say `make run` and `make test` on the same dir) cannot stop each other's server.
         # Python opens files close-on-exec, so the postmaster does not inherit the lock.
@@ -88,17 +99,13 @@ class EmbeddedPostgres:
         try:
             fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            lock_file.seek(0)
-            holder = lock_file.read().strip() or "?"
             lock_file.close()
-            raise RuntimeError(
-                f"embedded PostgreSQL in {self.data_dir} is in use by process {holder}; "
-                "stop that process, or use another data dir, or set DATABASE_URL"
-            ) from None
+            return False
         lock_file.truncate(0)
         lock_file.write(f"{os.getpid()}\n")
         lock_file.flush()
         self._lock_file = lock_file
+        return True
 
     def _unlock(self) -> None:
         if self._lock_file is not None:
@@ -187,7 +194,11 @@ class EmbeddedPostgres:
             # pg_ctl itself only says "Examine the log output".
             tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
             raise RuntimeError(f"{exc}\n--- {log}:\n{tail}") from None
-        return f"postgresql+asyncpg://{USER}@/{DATABASE}?host={self._socket_dir}&port={PORT}"
+        return self._url_for(socket_dir=str(self._socket_dir), port=str(PORT))
+
+    @staticmethod
+    def _url_for(*, socket_dir: str, port: str) -> str:
+        return f"postgresql+asyncpg://{USER}@/{DATABASE}?host={socket_dir}&port={port}"
 
     def _stop_server(self) -> None:
         if self._running_postmaster() is None:

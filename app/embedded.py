@@ -17,6 +17,7 @@ import pathlib
 import pwd
 import shlex
 import shutil
+import stat
 import subprocess
 import tempfile
 from contextlib import suppress
@@ -61,6 +62,8 @@ class EmbeddedPostgres:
             return self._url
         try:
             self._run_as = self._pick_run_as()
+            if self._run_as is not None:
+                self._grant_traverse()
             if not (self.pgdata / "PG_VERSION").exists():
                 self._initdb()
             self._stop_leftover()
@@ -123,6 +126,17 @@ class EmbeddedPostgres:
             return st.st_uid, st.st_gid
         entry = pwd.getpwnam(ROOT_RUNS_AS)
         return entry.pw_uid, entry.pw_gid
+
+    def _grant_traverse(self) -> None:
+        # The server's user must pass through every folder above the binaries and the data dir,
+        # and a clone under /root (0700) blocks it. Search permission (o+x) lets it through without
+        # letting anyone list those folders.
+        for target in (BIN_DIR, self.data_dir):
+            for folder in [target, *target.parents]:
+                mode = folder.stat().st_mode
+                if not mode & stat.S_IXOTH:
+                    os.chmod(folder, mode | stat.S_IXOTH)
+                    print(f"embedded PostgreSQL: granted o+x on {folder} so its server user can reach it")
 
     def _initdb(self) -> None:
         # initdb into a scratch dir and rename, so an interrupted initdb never leaves a

@@ -1,0 +1,133 @@
+"""`billing serve` as deployed: a real server process with several workers, then Ctrl-C."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+
+BILLING = str(Path(sys.executable).parent / "billing")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    def __init__(self, env: dict[str, str], *args: str) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(
+            [BILLING, "serve", "--port", str(self.port), *args],
+            env={**os.environ, **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.output: list[str] = []
+
+    def wait_until_serving(self) -> str | None:
+        """Reads stdout up to the serving line; returns the bootstrap admin key if one was printed."""
+        key = None
+        for line in self.process.stdout:
+            self.output.append(line)
+            if line.strip().startswith("cmk_"):
+                key = line.strip()
+            if line.startswith("Serving on"):
+                break
+        else:
+            raise AssertionError(f"server exited: {''.join(self.output)}{self.process.stderr.read()}")
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.base}/ready", timeout=1).status_code == 200:
+                    return key
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError("server never became ready")
+
+    def interrupt(self) -> int:
+        """Ctrl-C, as a terminal sends it, and the exit code."""
+        self.process.send_signal(signal.SIGINT)
+        try:
+            return self.process.wait(timeout=30)
+        finally:
+            self.process.kill()
+
+
+async def test_workers_share_revocation_and_stop_on_ctrl_c(database, conn_engine):
+    server = Server({"DATABASE_URL": database}, "--workers", "2")
+    try:
+        admin = server.wait_until_serving()
+        assert admin, "the first start must print a bootstrap admin key"
+        headers = {"X-API-Key": admin}
+        with httpx.Client(base_url=server.base, headers=headers, timeout=10) as client:
+            assert client.get("/accounts").status_code == 200
+            created = client.post("/api-keys", json={"name": "svc", "scopes": ["ledger:read"]}).json()
+            key = {"X-API-Key": created["key"]}
+            assert all(client.get("/accounts", headers=key).status_code == 200 for _ in range(20))
+            assert client.delete(f"/api-keys/{created['id']}").status_code == 200
+            # Every request lands on either worker; none may still accept the key.
+            statuses = {client.get("/accounts", headers=key).status_code for _ in range(40)}
+            assert statuses == {401}
+        workers = psutil.Process(server.process.pid).children(recursive=True)
+        assert len(workers) >= 2
+    finally:
+        code = server.interrupt()
+    assert code == 0, server.process.stderr.read()
+    assert not any(worker.is_running() and worker.status() != psutil.STATUS_ZOMBIE for worker in workers)
+
+
+async def test_second_start_prints_no_new_key(database, conn_engine, make_key):
+    await make_key("admin")
+    server = Server({"DATABASE_URL": database})
+    try:
+        assert server.wait_until_serving() is None
+    finally:
+        server.interrupt()
+
+
+async def test_refuses_an_unmigrated_database(empty_database):
+    url = await empty_database()
+    result = subprocess.run(
+        [BILLING, "serve", "--port", str(free_port())],
+        env={**os.environ, "DATABASE_URL": url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "not migrated" in result.stderr and "make migrate" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_embedded_database_when_database_url_is_unset(tmp_path):
+    """What `make run` does on a fresh machine, twice: the second start keeps the data."""
+    env = {"DATABASE_URL": "", "BILLING_DATA_DIR": str(tmp_path)}
+    first = Server(env, "--migrate")
+    try:
+        admin = first.wait_until_serving()
+        assert admin
+        response = httpx.post(
+            f"{first.base}/accounts", json={"id": "kept", "name": "Kept"}, headers={"X-API-Key": admin}
+        )
+        assert response.status_code == 201
+    finally:
+        assert first.interrupt() == 0
+    assert not [p for p in psutil.process_iter(["cmdline"]) if str(tmp_path) in " ".join(p.info["cmdline"] or [])]
+
+    second = Server(env, "--migrate")
+    try:
+        assert second.wait_until_serving() is None
+        response = httpx.get(f"{second.base}/accounts/kept", headers={"X-API-Key": admin})
+        assert response.status_code == 200
+    finally:
+        assert second.interrupt() == 0

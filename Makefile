@@ -27,7 +27,7 @@ $(VENV)/.dev: requirements-dev.txt pyproject.toml | $(UV)
 install: $(VENV)/.dev ## Create the virtual environment with the pinned dependencies
 
 run: $(VENV)/.runtime ## Serve on 127.0.0.1:8000 (embedded PostgreSQL when DATABASE_URL is unset)
-	$(BIN)/billing serve --migrate
+	$(BIN)/billing serve --migrate --load-catalog
 
 test: $(VENV)/.dev ## Run the whole test suite (embedded PostgreSQL when TEST_DATABASE_URL is unset)
 	$(BIN)/pytest $(PYTEST_ARGS)

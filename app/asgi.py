@@ -1,5 +1,6 @@
 """The application factory: routes, auth, errors, OpenAPI and the per-worker lifespan."""
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -17,6 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app import db
 from app.auth import ApiKeyMiddleware, LastUsed, last_used_tracking, require_scope
+from app.catalog.endpoints import CatalogAdminController, ModelController, OpenAIModelController
+from app.catalog.service import CatalogStore
 from app.config import Settings
 from app.db import Db
 from app.errors import EXCEPTION_HANDLERS, error_body
@@ -63,12 +66,30 @@ def create_app(settings: Settings | None = None) -> Litestar:
             await db.check_schema(engine)
             app.state.engine = engine
             app.state.last_used = LastUsed()
-            async with last_used_tracking(engine, app.state.last_used):
-                yield
+            app.state.catalog = CatalogStore(engine, settings.default_margin, settings.credits_per_usd)
+            await app.state.catalog.refresh()
+            watch = asyncio.create_task(app.state.catalog.watch(settings.database_url))
+            try:
+                async with last_used_tracking(engine, app.state.last_used):
+                    yield
+            finally:
+                watch.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watch
         finally:
             await engine.dispose()
 
-    api = Router(path="/", route_handlers=[AccountController, KeyController], security=[{"ApiKey": []}, {"Bearer": []}])
+    api = Router(
+        path="/",
+        route_handlers=[
+            AccountController,
+            KeyController,
+            ModelController,
+            OpenAIModelController,
+            CatalogAdminController,
+        ],
+        security=[{"ApiKey": []}, {"Bearer": []}],
+    )
     return Litestar(
         route_handlers=[health, ready, api],
         guards=[require_scope],

@@ -3,7 +3,8 @@
 import asyncio
 import os
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -12,6 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app import db
 from app.auth import SCOPES
+from app.catalog.importer import DEFAULT_CATALOG, import_catalog, read_catalog
+from app.catalog.schemas import ImportResult
 from app.config import Settings, SettingsError
 from app.errors import AppError
 from app.keys import repository as key_repository
@@ -75,7 +78,8 @@ def main() -> None:
 @click.option("--port", type=int, help="Port [BILLING_PORT, default 8000].")
 @click.option("--workers", type=int, help="Worker processes [BILLING_WORKERS, default 1].")
 @click.option("--migrate", is_flag=True, help="Apply pending migrations before serving.")
-def serve(host: str | None, port: int | None, workers: int | None, migrate: bool) -> None:
+@click.option("--load-catalog", is_flag=True, help="Import the bundled default catalog before serving.")
+def serve(host: str | None, port: int | None, workers: int | None, migrate: bool, load_catalog: bool) -> None:
     """Serve the HTTP API; starts the embedded PostgreSQL when DATABASE_URL is unset."""
     import uvicorn
 
@@ -84,6 +88,8 @@ def serve(host: str | None, port: int | None, workers: int | None, migrate: bool
     with db.database_url(settings) as url:
         if migrate:
             upgrade(url)
+        if load_catalog:
+            report_import(in_transaction(url, import_default_catalog))
         secret = in_transaction(url, bootstrap_admin_key)
         base = f"http://{host}:{port}"
         if secret:
@@ -184,3 +190,34 @@ def keys_revoke(key_id: str) -> None:
     """Revoke a key by its id; it stops working at once."""
     key = run_command(lambda conn: key_service.revoke(conn, key_id))
     click.echo(f"revoked {key.id} at {key.revoked_at.isoformat()}")
+
+
+async def import_default_catalog(conn: AsyncConnection, path: Path = DEFAULT_CATALOG) -> ImportResult:
+    return await import_catalog(conn, read_catalog(path), at=datetime.now(UTC), label=path.name)
+
+
+def report_import(result: ImportResult) -> None:
+    click.echo(
+        f"Catalog {result.source}: {result.models} models from {result.providers} providers; "
+        f"{result.models_changed} models added or changed, {result.prices_added} price versions added, "
+        f"{result.aliases_added} aliases added."
+    )
+
+
+@main.group()
+def catalog() -> None:
+    """The model catalog."""
+
+
+@catalog.command("import")
+@click.option(
+    "--file",
+    "path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=DEFAULT_CATALOG,
+    show_default="the bundled default catalog",
+    help="A catalog file in the bundled format.",
+)
+def catalog_import(path: Path) -> None:
+    """Import a catalog file; idempotent, and a changed price becomes a new version (history is kept)."""
+    report_import(run_command(lambda conn: import_default_catalog(conn, path)))

@@ -7,7 +7,7 @@ from pathlib import Path
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 from litestar.di import NamedDependency
-from sqlalchemy import MetaData, text
+from sqlalchemy import MetaData, make_url, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -37,6 +37,11 @@ def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:
         pool_timeout=10,
         connect_args={"server_settings": {"application_name": "billing"}},
     )
+
+
+def plain_dsn(url: str) -> str:
+    """The libpq/asyncpg form of an SQLAlchemy URL."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 def alembic_config(url: str) -> Config:

@@ -1,18 +1,25 @@
 """The schema as SQLAlchemy Core tables; migrations/ is what actually builds it."""
 
 from sqlalchemy import (
+    BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
+    Date,
     DateTime,
     ForeignKey,
+    Identity,
     Index,
+    Integer,
     LargeBinary,
     Numeric,
     Table,
     Text,
+    UniqueConstraint,
     func,
+    true,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 from app.db import metadata
 
@@ -52,4 +59,100 @@ api_keys = Table(
     ),
     CheckConstraint("octet_length(secret_hash) = 32", name="secret_hash"),
     Index(None, "account_id"),
+)
+
+# Rates are upstream USD per 1M tokens, unscaled NUMERIC so no published digit is ever lost.
+Rate = Numeric()
+
+providers = Table(
+    "providers",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("name", Text, nullable=False),
+    # A disabled provider's models stay in the catalog but answer `provider_not_configured`.
+    Column("enabled", Boolean, nullable=False, server_default=true()),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    CheckConstraint("id ~ '^[a-z0-9][a-z0-9_.-]*$'", name="id_format"),
+)
+
+models = Table(
+    "models",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("provider", Text, ForeignKey("providers.id"), nullable=False),
+    Column("name", Text, nullable=False),
+    Column("display_name", Text, nullable=False),
+    Column("type", Text, nullable=False),
+    Column("context_window", Integer),
+    Column("max_output_tokens", Integer),
+    Column("max_input_tokens", Integer),
+    Column("dimensions", Integer),
+    # Capabilities: NULL means unknown, which is not the same as false.
+    Column("supports_tools", Boolean),
+    Column("supports_vision", Boolean),
+    Column("supports_reasoning", Boolean),
+    Column("supports_prompt_caching", Boolean),
+    Column("supports_json_output", Boolean),
+    Column("supports_audio_input", Boolean),
+    Column("created", Date),
+    Column("deprecation_date", Date),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    CheckConstraint("type IN ('language', 'embedding')", name="type"),
+    CheckConstraint("id = provider || '/' || name", name="id_is_provider_name"),
+    Index(None, "provider"),
+)
+
+model_aliases = Table(
+    "model_aliases",
+    metadata,
+    Column("alias", Text, primary_key=True),
+    Column("model_id", Text, ForeignKey("models.id", ondelete="CASCADE"), nullable=False),
+    Index(None, "model_id"),
+)
+
+prices = Table(
+    "prices",
+    metadata,
+    # Append-only: a changed price is a new row, so past events keep the version they were priced by.
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("model_id", Text, ForeignKey("models.id"), nullable=False),
+    Column("effective_from", DateTime(timezone=True), nullable=False),
+    Column("input", Rate),
+    Column("output", Rate),
+    Column("cached_input", Rate),
+    Column("cache_write", Rate),
+    Column("per_request", Rate, nullable=False, server_default="0"),
+    # [{"above_input_tokens": int, "input": "decimal string" | null, ...}]: the cliff tiers.
+    Column("tiers", JSONB, nullable=False, server_default="[]"),
+    Column("source", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    UniqueConstraint("model_id", "effective_from"),
+    CheckConstraint(
+        "input >= 0 AND output >= 0 AND cached_input >= 0 AND cache_write >= 0 AND per_request >= 0",
+        name="non_negative",
+    ),
+)
+
+margins = Table(
+    "margins",
+    metadata,
+    # Versioned overrides of DEFAULT_MARGIN; NULL margin ends an override from effective_from on.
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("scope", Text, nullable=False),
+    Column("target", Text, nullable=False),
+    Column("margin", Numeric),
+    Column("effective_from", DateTime(timezone=True), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    UniqueConstraint("scope", "target", "effective_from"),
+    CheckConstraint("scope IN ('provider', 'model')", name="scope"),
+    CheckConstraint("margin > 0", name="positive"),
+)
+
+# One row: bumped by every catalog write, so each worker knows when its in-memory copy is stale.
+catalog_version = Table(
+    "catalog_version",
+    metadata,
+    Column("id", Boolean, primary_key=True, server_default=true()),
+    Column("version", BigInteger, nullable=False, server_default="0"),
+    CheckConstraint("id", name="single_row"),
 )

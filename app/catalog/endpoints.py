@@ -1,0 +1,247 @@
+from collections.abc import Callable
+from typing import Any
+
+from litestar import Controller, Request, get, patch, post, put
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import FromPath, FromQuery, JSONBody
+from litestar.response import Response
+
+from app.auth import Principal
+from app.catalog import importer, repository, service
+from app.catalog.schemas import (
+    CatalogModel,
+    ImportResult,
+    MarginList,
+    MarginOut,
+    MarginSet,
+    ModelList,
+    ModelType,
+    ModelUpsert,
+    OpenAIModel,
+    OpenAIModelList,
+    PriceCreate,
+    PriceVersionOut,
+    Provider,
+    ProviderCreate,
+    ProviderList,
+    ProviderUpdate,
+)
+from app.catalog.service import Catalog, CatalogStore
+from app.db import Db
+from app.errors import NotFound
+from app.pagination import Page
+
+AnyRequest = Request[Principal, str, Any]
+
+
+def cached(request: AnyRequest, key: tuple, render: Callable[[Catalog], Any]) -> Response:
+    """A catalog view from this worker's memory, with an ETag; 304 when the client has it already."""
+    store: CatalogStore = request.app.state.catalog
+    finance = request.user.is_finance
+    body, etag = store.body((*key, finance), lambda catalog: render_for(catalog, render, finance))
+    headers = {"ETag": etag, "Cache-Control": "private, no-cache"}
+    if etag in request.headers.get("if-none-match", ""):
+        return Response(content=b"", status_code=304, headers=headers)
+    return Response(content=body, media_type="application/json", headers=headers)
+
+
+def render_for(catalog: Catalog, render: Callable, finance: bool) -> Any:
+    return render(catalog, service.now(), finance)
+
+
+def model_list(catalog: Catalog, models, now, finance: bool) -> ModelList:
+    views = [service.model_view(catalog, model, now, finance) for model in models]
+    return ModelList(models=views, total=len(views))
+
+
+def listed(catalog: Catalog):
+    """Models of configured providers; a disabled provider's models are not offered."""
+    return (m for m in catalog.models.values() if catalog.providers[m.row.provider].enabled)
+
+
+def catalog_of(request: AnyRequest) -> Catalog:
+    return request.app.state.catalog.catalog
+
+
+def model_id_of(raw: str) -> str:
+    # `{model_id:path}` arrives with a leading slash; `%2F` is already decoded to `/`.
+    return raw.lstrip("/")
+
+
+def ok(model: type) -> dict[int, ResponseSpec]:
+    return {200: ResponseSpec(data_container=model, description="Request fulfilled")}
+
+
+class ModelController(Controller):
+    path = "/models"
+    tags = ["catalog"]
+    opt = {"scope": "catalog:read"}
+
+    @get("/", responses=ok(ModelList))
+    async def list_models(
+        self,
+        request: AnyRequest,
+        provider: FromQuery[str | None] = None,
+        type: FromQuery[ModelType | None] = None,
+        supports_tools: FromQuery[bool | None] = None,
+        supports_vision: FromQuery[bool | None] = None,
+    ) -> Response:
+        """The catalog with credit prices (margin included), filtered by provider, type and capability."""
+
+        def render(catalog: Catalog, now, finance):
+            models = [
+                m
+                for m in listed(catalog)
+                if (provider is None or m.row.provider == provider)
+                and (type is None or m.row.type == type)
+                and (supports_tools is None or bool(m.row.supports_tools) == supports_tools)
+                and (supports_vision is None or bool(m.row.supports_vision) == supports_vision)
+            ]
+            return model_list(catalog, models, now, finance)
+
+        return cached(request, ("models", provider, type, supports_tools, supports_vision), render)
+
+    @get("/providers", responses=ok(ProviderList))
+    async def list_providers(self, request: AnyRequest) -> Response:
+        """Providers, whether each is configured, and their model counts."""
+        return cached(request, ("providers",), lambda catalog, now, finance: service.provider_list(catalog))
+
+    @get("/embedding", responses=ok(ModelList))
+    async def list_embedding_models(self, request: AnyRequest) -> Response:
+        """Embedding models with their `dimensions` and `max_input_tokens`."""
+
+        def render(catalog: Catalog, now, finance):
+            return model_list(catalog, [m for m in listed(catalog) if m.embedding], now, finance)
+
+        return cached(request, ("embedding",), render)
+
+    @get("/embedding/{model_id:path}", responses=ok(CatalogModel))
+    async def get_embedding_model(self, request: AnyRequest, model_id: FromPath[str]) -> Response:
+        """One embedding model; ids contain a slash, raw or `%2F`-encoded."""
+        model = catalog_of(request).require_available(model_id_of(model_id))
+        if not model.embedding:
+            raise NotFound(f"'{model.id}' is not an embedding model", code="model_not_found", param="model")
+        return self._one(request, model.id)
+
+    @get("/{model_id:path}", responses=ok(CatalogModel))
+    async def get_model(self, request: AnyRequest, model_id: FromPath[str]) -> Response:
+        """One model by id (`openai/gpt-4o`, raw or `%2F`-encoded) or alias (`gpt-4o`)."""
+        return self._one(request, catalog_of(request).require_available(model_id_of(model_id)).id)
+
+    @staticmethod
+    def _one(request: AnyRequest, model_id: str) -> Response:
+        def render(catalog: Catalog, now, finance):
+            return service.model_view(catalog, catalog.models[model_id], now, finance)
+
+        return cached(request, ("model", model_id), render)
+
+
+class OpenAIModelController(Controller):
+    path = "/v1/models"
+    tags = ["catalog"]
+    opt = {"scope": "catalog:read"}
+
+    @get("/", responses=ok(OpenAIModelList))
+    async def list_openai_models(self, request: AnyRequest) -> Response:
+        """OpenAI-compatible model list (`object`, `id`, `created`, `owned_by`, plus pricing)."""
+
+        def render(catalog: Catalog, now, finance):
+            data = [service.openai_view(service.model_view(catalog, m, now, finance)) for m in listed(catalog)]
+            return OpenAIModelList(object="list", data=data)
+
+        return cached(request, ("v1",), render)
+
+    @get("/{model_id:path}", responses=ok(OpenAIModel))
+    async def get_openai_model(self, request: AnyRequest, model_id: FromPath[str]) -> Response:
+        """OpenAI-compatible retrieve of one model by id or alias."""
+        model_id = catalog_of(request).require_available(model_id_of(model_id)).id
+
+        def render(catalog: Catalog, now, finance):
+            return service.openai_view(service.model_view(catalog, catalog.models[model_id], now, finance))
+
+        return cached(request, ("v1", model_id), render)
+
+
+class CatalogAdminController(Controller):
+    """Catalog writes. Each refreshes this worker's copy before answering; the others follow
+    within milliseconds (LISTEN/NOTIFY)."""
+
+    path = "/catalog"
+    tags = ["catalog admin"]
+    opt = {"scope": "admin"}
+
+    @post("/providers", status_code=201)
+    async def create_provider(self, request: AnyRequest, db: Db, data: JSONBody[ProviderCreate]) -> Provider:
+        """Add a provider (enabled unless `enabled` is false)."""
+        async with db.begin() as conn:
+            await service.create_provider(conn, data)
+        return await self._provider(request, data.id)
+
+    @patch("/providers/{provider_id:str}")
+    async def update_provider(
+        self, request: AnyRequest, db: Db, provider_id: FromPath[str], data: JSONBody[ProviderUpdate]
+    ) -> Provider:
+        """Enable or disable a provider (its models answer `provider_not_configured`), or rename it."""
+        async with db.begin() as conn:
+            await service.update_provider(conn, provider_id, data)
+        return await self._provider(request, provider_id)
+
+    @put("/models")
+    async def upsert_model(self, request: AnyRequest, db: Db, data: JSONBody[ModelUpsert]) -> CatalogModel:
+        """Create or update a model's metadata (`provider/name` is its id); prices are separate versions."""
+        store: CatalogStore = request.app.state.catalog
+        async with db.begin() as conn:
+            model_id = await service.upsert_model(conn, store.catalog, data)
+        catalog = await store.refresh()
+        return service.model_view(catalog, catalog.models[model_id], service.now(), finance=True)
+
+    @post("/prices", status_code=201)
+    async def add_price(self, request: AnyRequest, db: Db, data: JSONBody[PriceCreate]) -> PriceVersionOut:
+        """Add a price version (upstream USD per 1M tokens) effective now or later; history is kept."""
+        store: CatalogStore = request.app.state.catalog
+        async with db.begin() as conn:
+            price = await service.add_price(conn, store.catalog, data)
+        await store.refresh()
+        return price
+
+    @get("/prices", opt={"scope": "ledger:read"})
+    async def price_history(self, request: AnyRequest, db: Db, model: FromQuery[str]) -> Page[PriceVersionOut]:
+        """Every price version of a model, oldest first."""
+        model_id = catalog_of(request).require(model).id
+        async with db.connect() as conn:
+            rows = await repository.price_history(conn, [model_id])
+        return Page(data=[service.price_out(row) for row in rows], next_cursor=None)
+
+    @put("/margins", status_code=201)
+    async def set_margin(self, request: AnyRequest, db: Db, data: JSONBody[MarginSet]) -> MarginOut:
+        """Override the default margin for a provider or a model from now (or a later time) on."""
+        store: CatalogStore = request.app.state.catalog
+        async with db.begin() as conn:
+            margin = await service.set_margin(conn, store.catalog, data)
+        await store.refresh()
+        return margin
+
+    @get("/margins", opt={"scope": "ledger:read"})
+    async def list_margins(self, request: AnyRequest, db: Db) -> MarginList:
+        """The default margin and every provider and model override, oldest first."""
+        store: CatalogStore = request.app.state.catalog
+        async with db.connect() as conn:
+            rows = await repository.margin_history(conn)
+        return MarginList(
+            default_margin=service.exact(store.default_margin), margins=[service.margin_out(r) for r in rows]
+        )
+
+    @post("/import", status_code=200)
+    async def import_default(self, request: AnyRequest, db: Db) -> ImportResult:
+        """Load the bundled default catalog: new models and changed prices are added, nothing is rewritten."""
+        async with db.begin() as conn:
+            result = await importer.import_catalog(
+                conn, importer.read_catalog(), at=service.now(), label=str(importer.DEFAULT_CATALOG.name)
+            )
+        await request.app.state.catalog.refresh()
+        return result
+
+    @staticmethod
+    async def _provider(request: AnyRequest, provider_id: str) -> Provider:
+        catalog = await request.app.state.catalog.refresh()
+        return next(p for p in service.provider_list(catalog).providers if p.id == provider_id)

@@ -1,0 +1,116 @@
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.tables import catalog_version, margins, model_aliases, models, prices, providers
+
+MODEL_FIELDS = tuple(c.name for c in models.c if c.name != "updated_at")
+# PostgreSQL takes at most 32767 parameters per statement, so bulk writes go in slices.
+CHUNK = 1000
+
+
+def chunks(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    return [rows[start : start + CHUNK] for start in range(0, len(rows), CHUNK)]
+
+
+async def current_version(conn: AsyncConnection) -> int:
+    return (await conn.execute(select(catalog_version.c.version))).scalar_one()
+
+
+async def load_all(conn: AsyncConnection) -> dict[str, list[Row]]:
+    """The whole catalog; callers run this in one REPEATABLE READ transaction for a consistent copy."""
+    return {
+        "version": [(await conn.execute(select(catalog_version.c.version))).one()],
+        "providers": list(await conn.execute(select(providers).order_by(providers.c.id))),
+        "models": list(await conn.execute(select(models).order_by(models.c.id))),
+        "aliases": list(await conn.execute(select(model_aliases))),
+        "prices": list(await conn.execute(select(prices).order_by(prices.c.model_id, prices.c.effective_from))),
+        "margins": list(await conn.execute(select(margins).order_by(margins.c.effective_from))),
+    }
+
+
+async def upsert_providers(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    """New providers are added enabled; an existing provider keeps its `enabled` switch."""
+    if rows:
+        query = insert(providers).values(rows)
+        await conn.execute(
+            query.on_conflict_do_update(index_elements=[providers.c.id], set_={"name": query.excluded.name})
+        )
+
+
+async def insert_provider(conn: AsyncConnection, *, provider_id: str, name: str, enabled: bool) -> Row | None:
+    query = (
+        insert(providers)
+        .values(id=provider_id, name=name, enabled=enabled)
+        .on_conflict_do_nothing(index_elements=[providers.c.id])
+        .returning(providers)
+    )
+    return (await conn.execute(query)).first()
+
+
+async def update_provider(conn: AsyncConnection, provider_id: str, values: dict[str, Any]) -> Row | None:
+    query = update(providers).where(providers.c.id == provider_id).values(**values).returning(providers)
+    return (await conn.execute(query)).first()
+
+
+async def upsert_models(conn: AsyncConnection, rows: list[dict[str, Any]]) -> int:
+    """Insert or update model metadata; returns how many rows actually changed."""
+    return sum([await _upsert_models(conn, chunk) for chunk in chunks(rows)], 0)
+
+
+async def _upsert_models(conn: AsyncConnection, rows: list[dict[str, Any]]) -> int:
+    query = insert(models).values(rows)
+    changed = {name: query.excluded[name] for name in MODEL_FIELDS if name != "id"}
+    # IS DISTINCT FROM: an identical re-import writes nothing, so it does not bump the catalog version.
+    differs = func.row(*(models.c[name] for name in changed)).is_distinct_from(
+        func.row(*(query.excluded[name] for name in changed))
+    )
+    query = query.on_conflict_do_update(
+        index_elements=[models.c.id], set_={**changed, "updated_at": func.now()}, where=differs
+    ).returning(models.c.id)
+    return len((await conn.execute(query)).all())
+
+
+async def add_aliases(conn: AsyncConnection, rows: list[dict[str, str]]) -> int:
+    """Aliases are first come, first served: an alias never silently moves to another model."""
+    added = 0
+    for chunk in chunks(rows):
+        query = insert(model_aliases).values(chunk).on_conflict_do_nothing().returning(model_aliases.c.alias)
+        added += len((await conn.execute(query)).all())
+    return added
+
+
+async def alias_owner(conn: AsyncConnection, alias: str) -> str | None:
+    return (await conn.execute(select(model_aliases.c.model_id).where(model_aliases.c.alias == alias))).scalar()
+
+
+async def price_history(conn: AsyncConnection, model_ids: list[str]) -> list[Row]:
+    query = select(prices).where(prices.c.model_id.in_(model_ids)).order_by(prices.c.model_id, prices.c.effective_from)
+    return list(await conn.execute(query))
+
+
+async def insert_prices(conn: AsyncConnection, rows: list[dict[str, Any]]) -> list[Row]:
+    return [row for chunk in chunks(rows) for row in await conn.execute(insert(prices).values(chunk).returning(prices))]
+
+
+async def latest_margin_time(conn: AsyncConnection, scope: str, target: str) -> datetime | None:
+    query = select(func.max(margins.c.effective_from)).where(margins.c.scope == scope, margins.c.target == target)
+    return (await conn.execute(query)).scalar()
+
+
+async def insert_margin(
+    conn: AsyncConnection, *, scope: str, target: str, margin: Any, effective_from: datetime
+) -> Row:
+    query = (
+        insert(margins)
+        .values(scope=scope, target=target, margin=margin, effective_from=effective_from)
+        .returning(margins)
+    )
+    return (await conn.execute(query)).one()
+
+
+async def margin_history(conn: AsyncConnection) -> list[Row]:
+    return list(await conn.execute(select(margins).order_by(margins.c.effective_from, margins.c.id)))

@@ -1,0 +1,506 @@
+"""The catalog in memory: an immutable snapshot per catalog version, and the views served from it."""
+
+import asyncio
+import bisect
+import calendar
+import contextlib
+import hashlib
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+import msgspec
+from sqlalchemy import Row
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from app.catalog import repository
+from app.catalog.importer import price_row
+from app.catalog.schemas import (
+    Capabilities,
+    CatalogModel,
+    MarginOut,
+    MarginSet,
+    ModelUpsert,
+    OpenAIModel,
+    PriceCreate,
+    PriceVersionOut,
+    Pricing,
+    Provider,
+    ProviderCreate,
+    ProviderList,
+    ProviderUpdate,
+    TierRates,
+    Upstream,
+)
+from app.db import plain_dsn
+from app.errors import Conflict, InvalidRequest, NotFound
+from app.pricing import Rates, Tier, credit_rate
+
+log = logging.getLogger("app.catalog")
+
+THOUSAND = Decimal(1000)
+# Workers also poll the version this often, in case a notification was lost with its connection.
+POLL_SECONDS = 10
+
+
+def exact(value: Decimal | None) -> str | None:
+    """A rate as its shortest exact decimal string: "350", "0.35", never "3.5E+2"."""
+    if value is None:
+        return None
+    text = format(value, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def number(value: Decimal | None) -> Decimal | None:
+    """The same digits as `exact`, for fields encoded as JSON numbers."""
+    return None if value is None else Decimal(exact(value))
+
+
+@dataclass(frozen=True, slots=True)
+class PriceVersion:
+    id: int
+    effective_from: datetime
+    rates: Rates
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class Model:
+    row: Row
+    aliases: tuple[str, ...]
+    prices: tuple[PriceVersion, ...]  # ascending effective_from
+
+    @property
+    def id(self) -> str:
+        return self.row.id
+
+    @property
+    def embedding(self) -> bool:
+        return self.row.type == "embedding"
+
+    def price_at(self, at: datetime) -> PriceVersion | None:
+        index = bisect.bisect_right([p.effective_from for p in self.prices], at)
+        return self.prices[index - 1] if index else None
+
+
+@dataclass(frozen=True, slots=True)
+class Catalog:
+    version: int
+    default_margin: Decimal
+    credits_per_usd: Decimal
+    providers: dict[str, Row]
+    models: dict[str, Model]
+    aliases: dict[str, str]
+    # (scope, target) -> ascending [(effective_from, margin or None)]
+    margins: dict[tuple[str, str], list[tuple[datetime, Decimal | None]]]
+    unique_names: dict[str, str] = field(default_factory=dict)
+
+    def resolve(self, name: str) -> Model | None:
+        """An id (`openai/gpt-4o`), an alias, or a bare name that only one model carries."""
+        model_id = name if name in self.models else self.aliases.get(name) or self.unique_names.get(name)
+        return self.models.get(model_id) if model_id else None
+
+    def require(self, name: str) -> Model:
+        model = self.resolve(name)
+        if model is None:
+            raise NotFound(f"Model '{name}' not found", code="model_not_found", param="model")
+        return model
+
+    def require_available(self, name: str) -> Model:
+        model = self.require(name)
+        if not self.providers[model.row.provider].enabled:
+            raise NotFound(
+                f"Provider not configured for model '{model.id}'", code="provider_not_configured", param="model"
+            )
+        return model
+
+    def margin_at(self, model: Model, at: datetime) -> Decimal:
+        """Most specific wins: the model's override, then its provider's, then DEFAULT_MARGIN."""
+        for key in (("model", model.id), ("provider", model.row.provider)):
+            history = self.margins.get(key)
+            if history:
+                index = bisect.bisect_right([when for when, _ in history], at)
+                if index and history[index - 1][1] is not None:
+                    return history[index - 1][1]
+        return self.default_margin
+
+
+def build_catalog(data: dict[str, list[Row]], default_margin: Decimal, credits_per_usd: Decimal) -> Catalog:
+    aliases: dict[str, list[str]] = {}
+    for row in data["aliases"]:
+        aliases.setdefault(row.model_id, []).append(row.alias)
+    versions: dict[str, list[PriceVersion]] = {}
+    for row in data["prices"]:
+        versions.setdefault(row.model_id, []).append(price_version(row))
+    models = {
+        row.id: Model(row, tuple(sorted(aliases.get(row.id, ()))), tuple(versions.get(row.id, ())))
+        for row in data["models"]
+    }
+    margins: dict[tuple[str, str], list[tuple[datetime, Decimal | None]]] = {}
+    for row in data["margins"]:
+        margins.setdefault((row.scope, row.target), []).append((row.effective_from, row.margin))
+    names = Counter(model.row.name for model in models.values())
+    return Catalog(
+        version=data["version"][0].version,
+        default_margin=default_margin,
+        credits_per_usd=credits_per_usd,
+        providers={row.id: row for row in data["providers"]},
+        models=models,
+        aliases={alias: model_id for model_id, names in aliases.items() for alias in names},
+        margins=margins,
+        unique_names={m.row.name: m.id for m in models.values() if names[m.row.name] == 1 and m.row.name != m.id},
+    )
+
+
+def price_version(row: Any) -> PriceVersion:
+    tiers = tuple(
+        Tier(
+            above_input_tokens=tier["above_input_tokens"],
+            **{kind: _decimal(tier.get(kind)) for kind in ("input", "output", "cached_input", "cache_write")},
+        )
+        for tier in row.tiers
+    )
+    rates = Rates(
+        input=row.input,
+        output=row.output,
+        cached_input=row.cached_input,
+        cache_write=row.cache_write,
+        per_request=row.per_request,
+        tiers=tiers,
+    )
+    return PriceVersion(id=row.id, effective_from=row.effective_from, rates=rates, source=row.source)
+
+
+def _decimal(value: str | None) -> Decimal | None:
+    return None if value is None else Decimal(value)
+
+
+# Views
+
+
+def _tiers(rates: Rates, scale) -> list[TierRates]:
+    return [
+        TierRates(
+            above_input_tokens=tier.above_input_tokens,
+            input=exact(scale(tier.input)),
+            output=exact(scale(tier.output)),
+            cached_input=exact(scale(tier.cached_input)),
+            cache_write=exact(scale(tier.cache_write)),
+        )
+        for tier in sorted(rates.tiers, key=lambda t: t.above_input_tokens)
+    ]
+
+
+def model_view(catalog: Catalog, model: Model, now: datetime, finance: bool) -> CatalogModel:
+    row = model.row
+    price = model.price_at(now)
+    margin = catalog.margin_at(model, now)
+
+    def credits(usd: Decimal | None) -> Decimal | None:
+        return None if usd is None else credit_rate(usd, margin, catalog.credits_per_usd)
+
+    pricing = upstream = None
+    input_rate = output_rate = None
+    if price is not None:
+        rates = price.rates
+        input_rate, output_rate = credits(rates.input), credits(rates.output)
+        pricing = Pricing(
+            currency="credits",
+            unit="1M tokens",
+            price_version=price.id,
+            effective_from=price.effective_from,
+            input=exact(input_rate),
+            output=exact(output_rate),
+            cached_input=exact(credits(rates.cached_input)),
+            cache_write=exact(credits(rates.cache_write)),
+            per_request=exact(credits(rates.per_request)),
+            tiers=_tiers(rates, credits),
+        )
+        if finance:
+            upstream = Upstream(
+                currency="USD",
+                input=exact(rates.input),
+                output=exact(rates.output),
+                cached_input=exact(rates.cached_input),
+                cache_write=exact(rates.cache_write),
+                per_request=exact(rates.per_request),
+                tiers=_tiers(rates, lambda usd: usd),
+                source=price.source,
+            )
+    priced = input_rate is not None and (model.embedding or output_rate is not None)
+    return CatalogModel(
+        id=row.id,
+        name=row.name,
+        display_name=row.display_name,
+        provider=row.provider,
+        type=row.type,
+        context_window=row.context_window,
+        context_limit=row.context_window,
+        max_output_tokens=row.max_output_tokens,
+        max_input_tokens=row.max_input_tokens,
+        dimensions=row.dimensions,
+        supports_tools=row.supports_tools,
+        supports_vision=row.supports_vision,
+        supports_reasoning=row.supports_reasoning,
+        supports_prompt_caching=row.supports_prompt_caching,
+        supports_json_output=row.supports_json_output,
+        aliases=list(model.aliases),
+        created=created_timestamp(model),
+        deprecation_date=row.deprecation_date,
+        priced=priced,
+        input_cost_per_1m_tokens=number(input_rate),
+        output_cost_per_1m_tokens=number(output_rate),
+        cost_per_1k_input=number(input_rate / THOUSAND) if input_rate is not None else None,
+        cost_per_1k_output=number(output_rate / THOUSAND) if output_rate is not None else None,
+        pricing=pricing,
+        upstream=upstream if finance else msgspec.UNSET,
+        margin=exact(margin) if finance else msgspec.UNSET,
+    )
+
+
+def created_timestamp(model: Model) -> int:
+    """Unix time of the model's release, else of its first known price, else 0 (unknown)."""
+    if model.row.created is not None:
+        return calendar.timegm(model.row.created.timetuple())
+    if model.prices:
+        return int(model.prices[0].effective_from.timestamp())
+    return 0
+
+
+def openai_view(view: CatalogModel) -> OpenAIModel:
+    return OpenAIModel(
+        id=view.id,
+        object="model",
+        created=view.created,
+        owned_by=view.provider,
+        root=view.id,
+        parent=None,
+        permission=[],
+        display_name=view.display_name,
+        type=view.type,
+        context_length=view.context_window,
+        max_output_tokens=view.max_output_tokens,
+        capabilities=Capabilities(vision=view.supports_vision, function_calling=view.supports_tools),
+        pricing=view.pricing,
+        upstream=view.upstream,
+        margin=view.margin,
+    )
+
+
+def provider_list(catalog: Catalog) -> ProviderList:
+    counts = Counter((m.row.provider, m.row.type) for m in catalog.models.values())
+    return ProviderList(
+        providers=[
+            Provider(
+                id=row.id,
+                name=row.name,
+                configured=row.enabled,
+                model_count=counts[(row.id, "language")] + counts[(row.id, "embedding")],
+                language_models=counts[(row.id, "language")],
+                embedding_models=counts[(row.id, "embedding")],
+            )
+            for row in catalog.providers.values()
+        ]
+    )
+
+
+# The encoder for catalog bodies: Decimal rates as JSON numbers, digit for digit (never via float).
+ENCODER = msgspec.json.Encoder(decimal_format="number")
+
+
+class CatalogStore:
+    """This worker's copy of the catalog, reloaded when the catalog version moves.
+
+    Encoded bodies are cached per catalog version, so a catalog read is a dictionary lookup."""
+
+    def __init__(self, engine: AsyncEngine, default_margin: Decimal, credits_per_usd: Decimal) -> None:
+        self.engine = engine
+        self.default_margin = default_margin
+        self.credits_per_usd = credits_per_usd
+        self.catalog: Catalog | None = None
+        self.bodies: dict[Any, tuple[bytes, str]] = {}
+        # Bodies show the prices in effect now, so a scheduled price or margin ends their validity.
+        self.valid_until: datetime | None = None
+        self._lock = asyncio.Lock()
+        self._changed = asyncio.Event()
+
+    async def refresh(self, *, force: bool = False) -> Catalog:
+        async with self._lock:
+            async with self.engine.connect() as conn:
+                await conn.execution_options(isolation_level="REPEATABLE READ")
+                version = await repository.current_version(conn)
+                if force or self.catalog is None or version != self.catalog.version:
+                    data = await repository.load_all(conn)
+                    self.catalog = build_catalog(data, self.default_margin, self.credits_per_usd)
+                    self._forget_bodies()
+            return self.catalog
+
+    def _forget_bodies(self) -> None:
+        self.bodies = {}
+        moment = now()
+        upcoming = [
+            p.effective_from for m in self.catalog.models.values() for p in m.prices if p.effective_from > moment
+        ]
+        upcoming += [when for history in self.catalog.margins.values() for when, _ in history if when > moment]
+        self.valid_until = min(upcoming, default=None)
+
+    def body(self, key: Any, render) -> tuple[bytes, str]:
+        """(encoded body, ETag) for a view of the current catalog, rendered once per version."""
+        if self.valid_until is not None and now() >= self.valid_until:
+            self._forget_bodies()
+        cached = self.bodies.get(key)
+        if cached is None:
+            body = ENCODER.encode(render(self.catalog))
+            etag = '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
+            cached = self.bodies[key] = (body, etag)
+        return cached
+
+    async def watch(self, url: str) -> None:
+        """LISTEN for catalog changes; poll as well, in case a notification is lost."""
+        while True:
+            conn = None
+            try:
+                conn = await asyncpg.connect(plain_dsn(url))
+                await conn.add_listener("catalog_changed", lambda *_: self._changed.set())
+                await self.refresh()  # changes made while we were not listening
+                while True:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._changed.wait(), POLL_SECONDS)
+                    self._changed.clear()
+                    await self.refresh()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("catalog watch interrupted; retrying", exc_info=True)
+                await asyncio.sleep(1)
+            finally:
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        await conn.close()
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+# Admin writes. Each runs in the caller's transaction; the trigger on the catalog tables bumps the
+# version and notifies every worker.
+
+SKEW = timedelta(minutes=1)
+
+
+def _effective_from(requested: datetime | None, latest: datetime | None, moment: datetime) -> datetime:
+    """History is append-only: a new version starts now or later, after every stored one."""
+    if requested is None:
+        requested = moment
+    elif requested.tzinfo is None:
+        raise InvalidRequest("`effective_from` needs a time zone offset", param="effective_from")
+    if requested < moment - SKEW:
+        raise InvalidRequest(
+            "`effective_from` cannot be in the past: history is never rewritten", param="effective_from"
+        )
+    if latest is not None and requested <= latest:
+        raise Conflict(
+            f"`effective_from` must be after the latest version ({latest.isoformat()})",
+            code="price_history_conflict",
+            param="effective_from",
+        )
+    return requested
+
+
+async def create_provider(conn: AsyncConnection, data: ProviderCreate) -> Row:
+    row = await repository.insert_provider(conn, provider_id=data.id, name=data.name, enabled=data.enabled)
+    if row is None:
+        raise Conflict(f"Provider '{data.id}' already exists", code="provider_exists", param="id")
+    return row
+
+
+async def update_provider(conn: AsyncConnection, provider_id: str, data: ProviderUpdate) -> Row:
+    values = {k: v for k, v in msgspec.structs.asdict(data).items() if v is not None}
+    row = await repository.update_provider(conn, provider_id, values)
+    if row is None:
+        raise NotFound(f"Provider '{provider_id}' not found", code="provider_not_found")
+    return row
+
+
+async def upsert_model(conn: AsyncConnection, catalog: Catalog, data: ModelUpsert) -> str:
+    if data.provider not in catalog.providers:
+        raise NotFound(f"Provider '{data.provider}' not found", code="provider_not_found", param="provider")
+    model_id = f"{data.provider}/{data.name}"
+    for alias in data.aliases:
+        owner = catalog.resolve(alias)
+        if alias == model_id or (owner is not None and owner.id != model_id and alias in catalog.aliases):
+            raise Conflict(f"Alias '{alias}' already names model '{owner.id}'", code="alias_taken", param="aliases")
+    fields = msgspec.structs.asdict(data)
+    aliases = fields.pop("aliases")
+    fields["display_name"] = fields["display_name"] or data.name
+    await repository.upsert_models(conn, [{"id": model_id, **fields}])
+    await repository.add_aliases(conn, [{"alias": alias, "model_id": model_id} for alias in aliases])
+    return model_id
+
+
+async def add_price(conn: AsyncConnection, catalog: Catalog, data: PriceCreate) -> PriceVersionOut:
+    model = catalog.require(data.model)
+    for kind in ("input", "output", "cached_input", "cache_write", "per_request"):
+        if (value := getattr(data, kind)) is not None:
+            check_rate(value, kind)
+    for index, tier in enumerate(data.tiers):
+        for kind in ("input", "output", "cached_input", "cache_write"):
+            if (value := getattr(tier, kind)) is not None:
+                check_rate(value, f"tiers[{index}].{kind}")
+    if len({tier.above_input_tokens for tier in data.tiers}) != len(data.tiers):
+        raise InvalidRequest("Two tiers share one `above_input_tokens`", param="tiers")
+    latest = model.prices[-1].effective_from if model.prices else None
+    effective_from = _effective_from(data.effective_from, latest, now())
+    entry = msgspec.structs.asdict(data) | {"tiers": [msgspec.structs.asdict(t) for t in data.tiers]}
+    (row,) = await repository.insert_prices(conn, [price_row(model.id, entry, effective_from, data.source)])
+    return price_out(row)
+
+
+def check_rate(value: Decimal, field: str) -> None:
+    if not value.is_finite() or value < 0:
+        raise InvalidRequest(f"`{field}` must be a finite, non-negative number", param=field)
+    if len(value.as_tuple().digits) > 30:
+        raise InvalidRequest(f"`{field}` has too many digits", param=field)
+
+
+def price_out(row: Row) -> PriceVersionOut:
+    version = price_version(row)
+    return PriceVersionOut(
+        id=row.id,
+        model_id=row.model_id,
+        effective_from=row.effective_from,
+        input=exact(row.input),
+        output=exact(row.output),
+        cached_input=exact(row.cached_input),
+        cache_write=exact(row.cache_write),
+        per_request=exact(row.per_request),
+        tiers=_tiers(version.rates, lambda usd: usd),
+        source=row.source,
+    )
+
+
+async def set_margin(conn: AsyncConnection, catalog: Catalog, data: MarginSet) -> MarginOut:
+    target = data.target
+    if data.scope == "model":
+        target = catalog.require(target).id
+    elif target not in catalog.providers:
+        raise NotFound(f"Provider '{target}' not found", code="provider_not_found", param="target")
+    if data.margin is not None and (not data.margin.is_finite() or data.margin <= 0 or data.margin > 1000):
+        raise InvalidRequest("`margin` must be a positive number (at most 1000)", param="margin")
+    latest = await repository.latest_margin_time(conn, data.scope, target)
+    effective_from = _effective_from(data.effective_from, latest, now())
+    row = await repository.insert_margin(
+        conn, scope=data.scope, target=target, margin=data.margin, effective_from=effective_from
+    )
+    return margin_out(row)
+
+
+def margin_out(row: Row) -> MarginOut:
+    return MarginOut(
+        id=row.id, scope=row.scope, target=row.target, margin=exact(row.margin), effective_from=row.effective_from
+    )

@@ -13,7 +13,7 @@ The module is also the app under test: `bench_asgi:create_app` (a factory) serve
     GET  /big                      ~200 KB of precomputed JSON bytes
     POST /echo                     a ~300-byte JSON body decoded into a msgspec Struct and returned
     GET  /models/{model_id:path}   the model_id it received, plus scope["path"] and scope["raw_path"]
-    GET  /_pid, GET /_scope        diagnostics for `checks`
+    GET  /_pid, /_scope, /_slow    diagnostics for `checks`
 Environment read by the app: BENCH_EVENT_LOG (file to append factory/startup/shutdown events to),
 BENCH_MAX_BODY (request_max_body_size, default 65536), BENCH_FAIL_STARTUP=1 (raise in on_startup).
 
@@ -28,6 +28,7 @@ everything else meanwhile, and the peak RSS (VmHWM) of each worker process.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import http.client
 import json
@@ -40,6 +41,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -133,6 +135,12 @@ async def model(model_id: pathlib.Path, request: Request) -> dict[str, Any]:
     }
 
 
+@get("/_slow")
+async def slow(seconds: float = 2.0) -> dict[str, float]:
+    await asyncio.sleep(min(seconds, 10.0))
+    return {"slept": seconds}
+
+
 @get("/_pid")
 async def pid() -> dict[str, int]:
     return {"pid": os.getpid()}
@@ -148,6 +156,8 @@ async def scope(request: Request) -> dict[str, Any]:
         "root_path": s.get("root_path"),
         "server": list(s["server"]) if s.get("server") else None,
         "client": list(s["client"]) if s.get("client") else None,
+        "port_types": [type(s["server"][1]).__name__, type(s["client"][1]).__name__],
+        "litestar_client_port": repr(request.client.port) if request.client else None,
         "extensions": sorted((s.get("extensions") or {}).keys()),
         "has_state": "state" in s,
         "query_string": s.get("query_string", b"").decode("latin-1"),
@@ -167,7 +177,7 @@ def _on_shutdown() -> None:
 def create_app() -> Litestar:
     _event("factory")
     return Litestar(
-        route_handlers=[ping, big, echo, model, pid, scope],
+        route_handlers=[ping, big, echo, model, pid, scope, slow],
         on_startup=[_on_startup],
         on_shutdown=[_on_shutdown],
         request_max_body_size=int(os.environ.get("BENCH_MAX_BODY", "65536")),
@@ -245,7 +255,9 @@ class Server:
         while time.monotonic() < deadline:
             assert self.proc is not None
             if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.spec.name} exited with {self.proc.returncode}: {self.output_log.read_text()}")
+                raise RuntimeError(
+                    f"{self.spec.name} exited with {self.proc.returncode}: {self.output_log.read_text()}"
+                )
             started = sum(1 for k, _ in self.events() if k == "startup")
             if started >= self.spec.workers:
                 with contextlib.suppress(OSError):
@@ -263,11 +275,12 @@ class Server:
         alive = set(self.tree())
         return sorted({p for k, p in self.events() if k == "startup" and p in alive})
 
-    def stop(self, sig: int = signal.SIGINT, timeout: float = 20.0) -> tuple[int | None, float]:
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 20.0, send: bool = True) -> tuple[int | None, float]:
         assert self.proc is not None
         t0 = time.monotonic()
-        with contextlib.suppress(ProcessLookupError):
-            self.proc.send_signal(sig)
+        if send:  # a second SIGINT makes uvicorn skip its graceful shutdown, so signal only once
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(sig)
         try:
             rc: int | None = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -315,13 +328,12 @@ def proc_cpu_seconds(pids: list[int]) -> float:
     return total / tick
 
 
-def machine_cpu_seconds() -> tuple[float, float]:
-    """(busy, total) CPU seconds summed over all cores since boot."""
+def machine_cpu_seconds() -> dict[str, float]:
+    """CPU seconds since boot, summed over all cores: process time (user, nice, system), irq+softirq (loopback
+    traffic is largely processed there, and charged to no process), steal (other guests on the host), total."""
     tick = os.sysconf("SC_CLK_TCK")
-    vals = [int(v) for v in pathlib.Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    idle = vals[3] + vals[4]
-    total = sum(vals[:8])  # guest time is already in user
-    return (total - idle) / tick, total / tick
+    v = [int(x) / tick for x in pathlib.Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
+    return {"proc": v[0] + v[1] + v[2], "irq": v[5] + v[6], "steal": v[7], "total": sum(v)}  # guest is inside user
 
 
 def request(
@@ -357,7 +369,7 @@ def _ms(text: str) -> float:
     return float(m.group(1)) * _UNIT[m.group(2)]
 
 
-def wrk_command(port: int, endpoint: str, connections: int, duration: float, lua_dir: pathlib.Path) -> list[str]:
+def wrk_command(port: int, endpoint: str, connections: int, duration: int, lua_dir: pathlib.Path) -> list[str]:
     method, path = ENDPOINTS[endpoint]
     threads = min(2, connections)  # wrk refuses fewer connections than threads
     cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "5s"]
@@ -384,10 +396,10 @@ def parse_wrk(out: str) -> dict[str, Any]:
     return res
 
 
-def run_wrk(server: Server, endpoint: str, connections: int, duration: float, lua_dir: pathlib.Path) -> dict[str, Any]:
+def run_wrk(server: Server, endpoint: str, connections: int, duration: int, lua_dir: pathlib.Path) -> dict[str, Any]:
     cmd = wrk_command(server.port, endpoint, connections, duration, lua_dir)
     pids = server.tree()
-    srv0, (busy0, total0), t0 = proc_cpu_seconds(pids), machine_cpu_seconds(), time.monotonic()
+    srv0, m0, t0 = proc_cpu_seconds(pids), machine_cpu_seconds(), time.monotonic()
     with open(server.workdir / "wrk.out", "w+") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)  # noqa: S603
         _, status, ru = os.wait4(proc.pid, 0)
@@ -395,18 +407,20 @@ def run_wrk(server: Server, endpoint: str, connections: int, duration: float, lu
         out.seek(0)
         text = out.read()
     wall = time.monotonic() - t0
-    srv1, (busy1, total1) = proc_cpu_seconds(pids), machine_cpu_seconds()
+    srv1, m1 = proc_cpu_seconds(pids), machine_cpu_seconds()
     if proc.returncode != 0:
         raise RuntimeError(f"wrk failed: {' '.join(cmd)}\n{text}")
     res = parse_wrk(text)
     srv_cpu, wrk_cpu = srv1 - srv0, ru.ru_utime + ru.ru_stime
+    d = {k: max(m1[k] - m0[k], 1e-9) for k in m0}
     res.update(
         server=server.spec.name, endpoint=endpoint, connections=connections, wall_s=round(wall, 3),
         server_cpu_s=round(srv_cpu, 3), wrk_cpu_s=round(wrk_cpu, 3),
         server_cpu_us_per_req=round(srv_cpu / max(res["requests"], 1) * 1e6, 1),
-        # CPU used by anything that is neither this server nor wrk, as a share of the whole machine
-        other_cpu_pct=round(100 * max(0.0, (busy1 - busy0) - srv_cpu - wrk_cpu) / max(total1 - total0, 1e-9), 1),
-        machine_busy_pct=round(100 * (busy1 - busy0) / max(total1 - total0, 1e-9), 1),
+        # shares of the machine: process CPU of anything neither this server nor wrk; irq+softirq; steal
+        other_cpu_pct=round(100 * max(0.0, d["proc"] - srv_cpu - wrk_cpu) / d["total"], 1),
+        irq_cpu_pct=round(100 * d["irq"] / d["total"], 1),
+        steal_cpu_pct=round(100 * d["steal"] / d["total"], 1),
     )  # fmt: skip
     return res
 
@@ -474,11 +488,13 @@ def summarise(result: dict[str, Any]) -> str:
             f"| {cpu:.0f} |"
         )
     errors = sum(r["socket_errors"] + r["non_2xx"] for r in runs)
-    other = [r["other_cpu_pct"] for r in runs]
+    other, irq, steal = ([r[k] for r in runs] for k in ("other_cpu_pct", "irq_cpu_pct", "steal_cpu_pct"))
     lines += [
         "",
         f"runs: {len(runs)}, socket errors + non-2xx: {errors}, other load on the machine during runs: "
-        f"median {statistics.median(other):.1f}% (max {max(other):.1f}%)",
+        f"median {statistics.median(other):.1f}% (max {max(other):.1f}%) of the machine's CPU; "
+        f"irq+softirq median {statistics.median(irq):.1f}%, steal median {statistics.median(steal):.1f}% "
+        f"(max {max(steal):.1f}%)",
         "",
         "| server | worker peak RSS (VmHWM) MiB | worker idle RSS MiB | supervisor peak RSS MiB |",
         "|---|---|---|---|",
@@ -498,7 +514,7 @@ def summarise(result: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------------------------------------------
 
 
-def raw_exchange(port: int, data: bytes, timeout: float = 5.0) -> tuple[str, str]:
+def raw_exchange(port: int, data: bytes, timeout: float = 5.0, count_responses: bool = False) -> tuple[str, str]:
     """Send raw bytes, return (status line or error, how the connection ended)."""
     s = socket.create_connection((HOST, port), timeout=timeout)
     got, ending = b"", "open"
@@ -526,7 +542,57 @@ def raw_exchange(port: int, data: bytes, timeout: float = 5.0) -> tuple[str, str
     finally:
         s.close()
     status = got.split(b"\r\n", 1)[0].decode("latin-1") if got else "(no response)"
+    if count_responses:
+        status = " + ".join(m.decode() for m in re.findall(rb"HTTP/1\.1 (\d{3})", got)) or "(no response)"
     return status, ending
+
+
+def stop_and_inspect(srv: Server, sig: int, in_flight: bool = False) -> dict[str, Any]:
+    """Signal the server's main process; report exit code, time, leftovers, lifespan shutdowns, in-flight fate."""
+    tree = srv.tree()
+    result: dict[str, Any] = {}
+    thread = None
+    if in_flight:
+
+        def slow_request() -> None:
+            t0 = time.monotonic()
+            try:
+                status, _ = request("GET", srv.port, "/_slow?seconds=2")
+                result["in_flight_request"] = f"{status} after {time.monotonic() - t0:.2f}s"
+            except OSError as e:
+                result["in_flight_request"] = f"{type(e).__name__} after {time.monotonic() - t0:.2f}s"
+
+        thread = threading.Thread(target=slow_request)
+        thread.start()
+        time.sleep(0.5)
+    t_sig = time.monotonic()
+    if in_flight:
+        with contextlib.suppress(ProcessLookupError):
+            assert srv.proc is not None
+            srv.proc.send_signal(sig)
+        time.sleep(0.3)
+        try:
+            result["new_request_during_shutdown"] = str(request("GET", srv.port, "/ping")[0])
+        except OSError as e:
+            result["new_request_during_shutdown"] = type(e).__name__
+    rc, _ = srv.stop(sig, send=not in_flight)
+    result["exit_code"] = rc
+    result["seconds_to_exit"] = round(time.monotonic() - t_sig, 2)
+    if thread:
+        thread.join()
+    leftovers = [p for p in tree if pathlib.Path(f"/proc/{p}").exists()]
+    result["left_alive_at_exit"] = {p: cmdline(p) for p in leftovers}
+    time.sleep(3)
+    result["left_alive_3s_later"] = [p for p in tree if pathlib.Path(f"/proc/{p}").exists()]
+    events = srv.events()
+    result.update({f"{k}_events": sum(1 for e, _ in events if e == k) for k in ("factory", "startup", "shutdown")})
+    return result
+
+
+def cmdline(pid: int) -> str:
+    with contextlib.suppress(OSError):
+        return pathlib.Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:120]
+    return "?"
 
 
 def check_one(spec: ServerSpec, workdir: pathlib.Path) -> dict[str, Any]:
@@ -544,7 +610,13 @@ def check_one(spec: ServerSpec, workdir: pathlib.Path) -> dict[str, Any]:
     out["distinct_worker_pids_serving"] = sorted(seen)
     out["scope"] = json.loads(request("GET", port, "/_scope?a=1&b=%2F")[1])
     out["paths"] = {}
-    for p in ["/models/openai%2Fgpt-4o", "/models/openai/gpt-4o", "/models/caf%C3%A9", "/models/a%20b", "/models/a%252Fb"]:
+    for p in [
+        "/models/openai%2Fgpt-4o",
+        "/models/openai/gpt-4o",
+        "/models/caf%C3%A9",
+        "/models/a%20b",
+        "/models/a%252Fb",
+    ]:
         status, body = request("GET", port, p)
         out["paths"][p] = [status, json.loads(body) if status == 200 else body.decode(errors="replace")[:200]]
     # request_max_body_size (BENCH_MAX_BODY=65536 by default)
@@ -563,32 +635,17 @@ def check_one(spec: ServerSpec, workdir: pathlib.Path) -> dict[str, Any]:
     except OSError as e:
         out["413_via_http_client"] = f"{type(e).__name__}: {e}"
     out["server_alive_after_413"] = request("GET", port, "/ping")[0]
-    # SIGINT
-    tree = srv.tree()
-    rc, elapsed = srv.stop(signal.SIGINT)
-    time.sleep(0.5)
-    out["sigint"] = {
-        "exit_code": rc,
-        "seconds": round(elapsed, 2),
-        "left_alive": [p for p in tree if pathlib.Path(f"/proc/{p}").exists()],
-        "shutdown_events": sum(1 for k, _ in srv.events() if k == "shutdown"),
-        "startup_events": sum(1 for k, _ in srv.events() if k == "startup"),
-        "factory_calls": sum(1 for k, _ in srv.events() if k == "factory"),
-    }
+    # pipelining after a 413: is the connection still usable for the next request?
+    head = f"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len(big)}\r\n\r\n"
+    pipelined = head.encode() + big + b"GET /ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    out["413_then_pipelined_ping"] = raw_exchange(port, pipelined, count_responses=True)
     out["log_tail"] = srv.output_log.read_text()[-1500:]
-    # SIGTERM, on a fresh instance
-    srv = Server(spec, free_port(), workdir)
-    srv.start()
-    srv.wait_ready()
-    tree = srv.tree()
-    rc, elapsed = srv.stop(signal.SIGTERM)
-    time.sleep(0.5)
-    out["sigterm"] = {
-        "exit_code": rc,
-        "seconds": round(elapsed, 2),
-        "left_alive": [p for p in tree if pathlib.Path(f"/proc/{p}").exists()],
-        "shutdown_events": sum(1 for k, _ in srv.events() if k == "shutdown"),
-    }
+    out["sigint_idle"] = stop_and_inspect(srv, signal.SIGINT)
+    for sig in (signal.SIGINT, signal.SIGTERM):  # fresh instances, with a 2 s request in flight
+        srv = Server(spec, free_port(), workdir)
+        srv.start()
+        srv.wait_ready()
+        out[f"{sig.name.lower()}_in_flight"] = stop_and_inspect(srv, sig, in_flight=True)
     # a failing lifespan startup
     srv = Server(spec, free_port(), workdir, env_extra={"BENCH_FAIL_STARTUP": "1"})
     srv.start()
@@ -620,8 +677,8 @@ def main() -> None:
     sub = ap.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("bench", help="interleaved wrk runs against all server configurations")
     b.add_argument("--reps", type=int, default=5)
-    b.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run")
-    b.add_argument("--warmup", type=float, default=2.0, help="seconds of unrecorded load per server and endpoint")
+    b.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
+    b.add_argument("--warmup", type=int, default=2, help="seconds of unrecorded load per server and endpoint")
     b.add_argument("--connections", default="1,32,128")
     b.add_argument("--endpoints", default="ping,big,echo")
     b.add_argument("--out", help="write all runs as JSON here")

@@ -9,6 +9,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import replace
+from datetime import UTC, datetime
 
 import asyncpg
 import pytest
@@ -18,17 +19,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app import db
 from app.asgi import create_app
+from app.catalog.importer import import_catalog, read_catalog
 from app.config import PROJECT_DIR, Settings, database_url
+from app.db import plain_dsn
 from app.keys import service as key_service
 from app.keys.schemas import KeyCreate
 
-# Filled once per run by the migrations or by catalog loading, so not emptied between tests.
-KEEP_TABLES = {"alembic_version"}
-
-
-def plain_dsn(url: str) -> str:
-    """The asyncpg form of an SQLAlchemy URL."""
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+# Filled once per run by the migrations and the default catalog import, so not emptied between
+# tests; tests that write to the catalog use a scratch provider of their own (see `scratch`).
+KEEP_TABLES = {"alembic_version", "catalog_version", "providers", "models", "model_aliases", "prices", "margins"}
 
 
 @pytest.fixture(scope="session")
@@ -85,6 +84,12 @@ async def migrate(url: str, revision: str = "head", downgrade: bool = False) -> 
 async def database(empty_database) -> str:
     url = await empty_database()
     await migrate(url)
+    engine = db.create_engine(url, pool_size=1)
+    try:
+        async with engine.begin() as conn:
+            await import_catalog(conn, read_catalog(), at=datetime.now(UTC), label="default")
+    finally:
+        await engine.dispose()
     return url
 
 
@@ -135,3 +140,19 @@ def make_key(conn_engine: AsyncEngine) -> Callable[..., Awaitable[str]]:
 async def admin(make_key) -> dict[str, str]:
     """Headers of an admin key."""
     return {"X-API-Key": await make_key("admin")}
+
+
+@pytest.fixture
+async def scratch(client, admin, conn_engine) -> AsyncIterator[str]:
+    """A provider of this test's own, removed with everything under it afterwards."""
+    provider = f"t{uuid.uuid4().hex[:10]}"
+    response = await client.post("/catalog/providers", json={"id": provider, "name": "Test"}, headers=admin)
+    assert response.status_code == 201, response.text
+    yield provider
+    async with conn_engine.begin() as conn:
+        params = {"provider": provider, "pattern": provider + "/%"}
+        await conn.execute(text("DELETE FROM margins WHERE target = :provider OR target LIKE :pattern"), params)
+        await conn.execute(text("DELETE FROM prices WHERE model_id LIKE :pattern"), params)
+        await conn.execute(text("DELETE FROM model_aliases WHERE model_id LIKE :pattern"), params)
+        await conn.execute(text("DELETE FROM models WHERE provider = :provider"), params)
+        await conn.execute(text("DELETE FROM providers WHERE id = :provider"), params)

@@ -1,5 +1,9 @@
+from dataclasses import replace
+
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from litestar.testing import AsyncTestClient
 from sqlalchemy import text
 
 import app.tables  # noqa: F401  (registers every table on the metadata)
@@ -19,7 +23,7 @@ async def test_upgrade_downgrade_upgrade(empty_database):
     engine = db.create_engine(url, pool_size=1)
     try:
         await migrate(url)
-        assert {"accounts", "api_keys", "alembic_version"} <= await table_names(engine)
+        assert {"accounts", "api_keys", "providers", "models", "prices", "margins"} <= await table_names(engine)
         await migrate(url, "base", downgrade=True)
         assert await table_names(engine) <= {"alembic_version"}
         await migrate(url)
@@ -49,17 +53,15 @@ async def test_unmigrated_database_is_refused(empty_database, settings):
         else:
             raise AssertionError("an unmigrated database was accepted")
         await migrate(url, "0001")
+        with pytest.raises(db.SchemaOutdated, match=r"is at revision 0001.*make migrate"):
+            await db.check_schema(engine)
+        await migrate(url)
         await db.check_schema(engine)
     finally:
         await engine.dispose()
 
 
 async def test_app_will_not_start_on_an_outdated_database(empty_database, settings):
-    from dataclasses import replace
-
-    import pytest
-    from litestar.testing import AsyncTestClient
-
     url = await empty_database()
     # The lifespan's failure reaches us wrapped in the test client's task group.
     with pytest.RaisesGroup(db.SchemaOutdated, flatten_subgroups=True):

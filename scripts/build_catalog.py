@@ -987,7 +987,8 @@ def main(argv: list[str] | None = None) -> int:
     # by the release lets usage that happened before the snapshot be priced, as it was then.
     for m in models:
         first = m["prices"][0] if m["prices"] else None
-        if first and m["created"] and first["effective_from"] == source_date.isoformat() and m["created"] < first["effective_from"]:
+        undated = first is not None and first["effective_from"] == source_date.isoformat()
+        if undated and m["created"] and m["created"] < first["effective_from"]:
             first["effective_from"] = m["created"]
             b.note("first price dated by the model's release", m["id"])
 

@@ -1,0 +1,71 @@
+"""Importing catalog files: idempotent, and a changed price is a new version, never an edit."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import text
+
+from app.catalog.importer import import_catalog, plan_prices
+
+
+def catalog_file(provider: str, price: dict, *, extra_prices: list | None = None) -> dict:
+    return {
+        "providers": [{"id": provider, "name": "Test"}],
+        "models": [
+            {
+                "id": f"{provider}/m",
+                "provider": provider,
+                "name": "m",
+                "display_name": "M",
+                "type": "language",
+                "context_window": 1000,
+                "capabilities": {"tools": True},
+                "aliases": [f"{provider}-m"],
+                "prices": [{"effective_from": "2025-01-01", "source": "file v1", **price}, *(extra_prices or [])],
+            }
+        ],
+    }
+
+
+async def stored_prices(engine, model_id: str) -> list:
+    async with engine.connect() as conn:
+        query = text("SELECT id, effective_from, input, output, source FROM prices WHERE model_id = :m ORDER BY id")
+        return list(await conn.execute(query, {"m": model_id}))
+
+
+async def run_import(engine, data, at):
+    async with engine.begin() as conn:
+        return await import_catalog(conn, data, at=at, label="test")
+
+
+async def test_changed_price_becomes_a_new_version(scratch, conn_engine):
+    provider, model_id = scratch, f"{scratch}/m"
+    t1 = datetime(2026, 1, 1, tzinfo=UTC)
+    first = await run_import(conn_engine, catalog_file(provider, {"input": "1", "output": "2"}), t1)
+    assert (first.models_changed, first.prices_added, first.aliases_added) == (1, 1, 1)
+    original = await stored_prices(conn_engine, model_id)
+
+    again = await run_import(conn_engine, catalog_file(provider, {"input": "1.0", "output": "2.00"}), t1)
+    assert (again.models_changed, again.prices_added, again.aliases_added) == (0, 0, 0)
+
+    t2 = t1 + timedelta(days=30)
+    changed = await run_import(conn_engine, catalog_file(provider, {"input": "1.5", "output": "2"}), t2)
+    assert changed.prices_added == 1
+    rows = await stored_prices(conn_engine, model_id)
+    assert rows[0] == original[0]  # the old version is untouched
+    assert (rows[1].effective_from, str(rows[1].input)) == (t2, "1.5")
+
+
+async def test_dated_future_versions_are_added_once(scratch, conn_engine):
+    provider, model_id = scratch, f"{scratch}/m"
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    later = {"effective_from": "2027-01-01", "source": "file v2", "input": "3", "output": "4"}
+    data = catalog_file(provider, {"input": "1", "output": "2"}, extra_prices=[later])
+    assert (await run_import(conn_engine, data, at)).prices_added == 2
+    assert (await run_import(conn_engine, data, at)).prices_added == 0
+    assert [str(r.input) for r in await stored_prices(conn_engine, model_id)] == ["1", "3"]
+
+
+def test_plan_rejects_bad_rates():
+    with pytest.raises(ValueError, match="non-negative"):
+        plan_prices("p/m", [{"effective_from": "2025-01-01", "source": "x", "input": "-1"}], [], datetime.now(UTC))

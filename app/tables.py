@@ -17,6 +17,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
     true,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
@@ -34,6 +35,9 @@ accounts = Table(
     Column("status", Text, nullable=False, server_default="active"),
     Column("overdraft_limit", Money, nullable=False, server_default="0"),
     Column("balance", Money, nullable=False, server_default="0"),
+    # Earliest expiry among the account's grants with credits left: writers expire grants when it
+    # has passed, without looking at the grants on every write.
+    Column("next_expiry_at", DateTime(timezone=True)),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     CheckConstraint("status IN ('active', 'suspended', 'closed')", name="status"),
     CheckConstraint("overdraft_limit >= 0", name="overdraft_limit"),
@@ -155,4 +159,89 @@ catalog_version = Table(
     Column("id", Boolean, primary_key=True, server_default=true()),
     Column("version", BigInteger, nullable=False, server_default="0"),
     CheckConstraint("id", name="single_row"),
+)
+
+Tokens = BigInteger
+
+# Ledger: every entry moves `amount` credits between a customer account and a system account
+# (`counterparty`), so its two legs, +amount and -amount, sum to zero. System balances are sums of
+# entries, never rows of their own: no single row is written by every transaction.
+SYSTEM_ACCOUNTS = ("system:grants", "system:revenue", "system:expired", "system:adjustments")
+ENTRY_KINDS = ("grant", "usage", "adjustment", "expiration", "reversal")
+
+grants = Table(
+    "grants",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("account_id", Text, ForeignKey("accounts.id"), nullable=False),
+    Column("amount", Money, nullable=False),
+    # What is left to consume; usage draws from the earliest-expiring grant first.
+    Column("remaining", Money, nullable=False),
+    Column("description", Text),
+    Column("expires_at", DateTime(timezone=True)),
+    Column("expired_at", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    CheckConstraint("amount > 0 AND remaining >= 0 AND remaining <= amount", name="amounts"),
+    Index("ix_grants_open", "account_id", "expires_at", postgresql_where=text("remaining > 0")),
+)
+
+usage_events = Table(
+    "usage_events",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("account_id", Text, ForeignKey("accounts.id"), nullable=False),
+    Column("event_id", Text, nullable=False),
+    Column("model_id", Text, ForeignKey("models.id"), nullable=False),
+    # Everything needed to recompute the charge later: the price version, margin and credit unit used.
+    Column("price_id", BigInteger, ForeignKey("prices.id"), nullable=False),
+    Column("margin", Numeric, nullable=False),
+    Column("credits_per_usd", Numeric, nullable=False),
+    Column("input_tokens", Tokens, nullable=False),
+    Column("output_tokens", Tokens, nullable=False),
+    Column("cached_input_tokens", Tokens, nullable=False),
+    Column("cache_write_tokens", Tokens, nullable=False),
+    Column("reasoning_tokens", Tokens, nullable=False),
+    Column("cost", Money, nullable=False),
+    Column("upstream_cost_usd", Money, nullable=False),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    Column("authorization_id", Text),
+    Column("metadata", JSONB),
+    # Past the overdraft limit: still recorded (the usage happened), and flagged.
+    Column("overdrawn", Boolean, nullable=False),
+    UniqueConstraint("account_id", "event_id"),
+    Index(None, "account_id", "occurred_at"),
+    Index(None, "occurred_at"),
+)
+
+ledger_entries = Table(
+    "ledger_entries",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("account_id", Text, ForeignKey("accounts.id"), nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("amount", Money, nullable=False),
+    Column("balance_after", Money, nullable=False),
+    Column("counterparty", Text, nullable=False),
+    Column("usage_event_id", BigInteger, ForeignKey("usage_events.id")),
+    Column("grant_id", BigInteger, ForeignKey("grants.id")),
+    Column("description", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    CheckConstraint(f"kind IN ({', '.join(repr(k) for k in ENTRY_KINDS)})", name="kind"),
+    CheckConstraint(f"counterparty IN ({', '.join(repr(a) for a in SYSTEM_ACCOUNTS)})", name="counterparty"),
+    Index(None, "account_id", "id"),
+    Index(None, "usage_event_id", unique=True, postgresql_where=text("kind = 'usage'")),
+    Index(None, "grant_id"),
+)
+
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    # `scope` names the endpoint and the account, so keys of different accounts never collide.
+    Column("scope", Text, primary_key=True),
+    Column("key", Text, primary_key=True),
+    Column("request", JSONB, nullable=False),
+    Column("status", Integer, nullable=False),
+    Column("response", JSONB, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )

@@ -3,7 +3,7 @@
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 
 from litestar import Litestar, Router, get
 from litestar.datastructures import State
@@ -20,11 +20,14 @@ from app import db
 from app.auth import ApiKeyMiddleware, LastUsed, last_used_tracking, require_scope
 from app.catalog.endpoints import CatalogAdminController, ModelController, OpenAIModelController
 from app.catalog.service import CatalogStore
+from app.clock import Clock
 from app.config import Settings
 from app.db import Db
 from app.errors import EXCEPTION_HANDLERS, error_body
 from app.keys.endpoints import KeyController
 from app.ledger.endpoints import AccountController
+from app.ledger.service import expire_due_grants
+from app.usage.coalescer import Coalescer
 
 log = logging.getLogger("app")
 PUBLIC_PATHS = ["^/health$", "^/ready$", "^/schema"]
@@ -53,8 +56,29 @@ def provide_engine(state: State) -> AsyncEngine:
     return state.engine
 
 
-def create_app(settings: Settings | None = None) -> Litestar:
+@contextlib.asynccontextmanager
+async def background_tasks(jobs: list[Coroutine]) -> AsyncIterator[None]:
+    tasks = [asyncio.create_task(job) for job in jobs]
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def sweep_expired_grants(state: State, interval: float) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await expire_due_grants(state.pool, state.clock.now())
+        except Exception:  # the next round retries
+            log.warning("expiring grants failed", exc_info=True)
+
+
+def create_app(settings: Settings | None = None, clock: Clock | None = None) -> Litestar:
     settings = settings or Settings.from_env()
+    clock = clock or Clock()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     if settings.database_url is None:
         raise RuntimeError("DATABASE_URL must be set for the app; `billing serve` sets it for the embedded server")
@@ -62,21 +86,27 @@ def create_app(settings: Settings | None = None) -> Litestar:
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         engine = db.create_engine(settings.database_url, settings.db_pool_size)
+        state = app.state
         try:
             await db.check_schema(engine)
-            app.state.engine = engine
-            app.state.last_used = LastUsed()
-            app.state.catalog = CatalogStore(engine, settings.default_margin, settings.credits_per_usd)
-            await app.state.catalog.refresh()
-            watch = asyncio.create_task(app.state.catalog.watch(settings.database_url))
-            try:
-                async with last_used_tracking(engine, app.state.last_used):
-                    yield
-            finally:
-                watch.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await watch
+            state.engine = engine
+            state.pool = await db.create_pool(settings.database_url, settings.db_pool_size)
+            state.clock = clock
+            state.credits_per_usd = settings.credits_per_usd
+            state.last_used = LastUsed()
+            state.catalog = CatalogStore(engine, settings.default_margin, settings.credits_per_usd)
+            await state.catalog.refresh()
+            state.coalescer = Coalescer(state.pool, clock)
+            background = [
+                state.catalog.watch(settings.database_url),
+                state.coalescer.run(),
+                sweep_expired_grants(state, settings.expiry_sweep_seconds),
+            ]
+            async with background_tasks(background), last_used_tracking(engine, state.last_used):
+                yield
         finally:
+            if getattr(state, "pool", None) is not None:
+                await state.pool.close()
             await engine.dispose()
 
     api = Router(

@@ -29,6 +29,7 @@ class Settings:
     log_level: str
     db_pool_size: int
     max_body_bytes: int
+    expiry_sweep_seconds: float
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -44,6 +45,7 @@ class Settings:
             log_level=_read(env, "BILLING_LOG_LEVEL", "INFO", _log_level),
             db_pool_size=_read(env, "BILLING_DB_POOL_SIZE", 10, _int_between(1, 200)),
             max_body_bytes=_read(env, "BILLING_MAX_BODY_BYTES", 2 * 1024 * 1024, _int_between(1024, 1 << 30)),
+            expiry_sweep_seconds=_read(env, "BILLING_EXPIRY_SWEEP_SECONDS", 5, _int_between(1, 3600)),
         )
 
 

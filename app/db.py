@@ -1,9 +1,14 @@
 """Engine lifecycle, the shared metadata, migrations and the embedded-PostgreSQL fallback."""
 
+import asyncio
 import contextlib
-from collections.abc import Iterator
+import json
+import random
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
+import asyncpg
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 from litestar.di import NamedDependency
@@ -12,6 +17,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from app.config import PROJECT_DIR, Settings
+
+T = TypeVar("T")
 
 # Stable constraint names, so migrations can drop and alter them on every database.
 metadata = MetaData(
@@ -23,6 +30,11 @@ metadata = MetaData(
         "pk": "pk_%(table_name)s",
     }
 )
+
+
+# Failures that a retry of the whole transaction resolves.
+RETRYABLE = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError)
+ATTEMPTS = 4
 
 
 class SchemaOutdated(RuntimeError):
@@ -37,6 +49,34 @@ def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:
         pool_timeout=10,
         connect_args={"server_settings": {"application_name": "billing"}},
     )
+
+
+async def create_pool(url: str, size: int) -> asyncpg.Pool:
+    """The asyncpg pool of the ledger's write path (SQL written by hand, prepared and cached)."""
+
+    async def init(conn: asyncpg.Connection) -> None:
+        await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+    return await asyncpg.create_pool(
+        plain_dsn(url),
+        min_size=1,
+        max_size=size,
+        init=init,
+        server_settings={"application_name": "billing"},
+    )
+
+
+async def transaction(pool: asyncpg.Pool, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+    """Run `work` in a transaction, again from the start after a deadlock or serialization failure."""
+    for attempt in range(ATTEMPTS):
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                return await work(conn)
+        except RETRYABLE:
+            if attempt == ATTEMPTS - 1:
+                raise
+            await asyncio.sleep(random.uniform(0, 0.01 * 2**attempt))
+    raise AssertionError("unreachable")
 
 
 def plain_dsn(url: str) -> str:

@@ -1,11 +1,17 @@
-from litestar import Controller, Request, get, post
-from litestar.params import FromPath, FromQuery, JSONBody
+from datetime import datetime
+from typing import Annotated
 
+from litestar import Controller, Request, get, post
+from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
+from litestar.response import Response
+
+from app import db as database
 from app.auth import Principal
 from app.db import Db
+from app.errors import NotFound
 from app.ledger import repository, service
-from app.ledger.schemas import Account, AccountCreate
-from app.pagination import DEFAULT_LIMIT, Page, check_limit, decode_cursor, page
+from app.ledger.schemas import Account, AccountCreate, Balance, EntryKind, Grant, GrantCreate, GrantCreated, LedgerEntry
+from app.pagination import DEFAULT_LIMIT, Page, aware, check_limit, decode_cursor, page
 
 
 class AccountController(Controller):
@@ -42,3 +48,67 @@ class AccountController(Controller):
         """One account with its balance, pending holds and available credits."""
         async with db.connect() as conn:
             return await service.get_account(conn, request.user.account(account_id))
+
+    @post("/{account_id:str}/grants", opt={"scope": "admin"}, status_code=201)
+    async def create_grant(
+        self,
+        request: Request[Principal, str, object],
+        account_id: FromPath[str],
+        data: JSONBody[GrantCreate],
+        idempotency_key: Annotated[str | None, HeaderParameter(name="Idempotency-Key")] = None,
+    ) -> Response[GrantCreated]:
+        """Add credits, optionally expiring; with an `Idempotency-Key`, a retry gets the first answer."""
+        state = request.app.state
+        account_id = request.user.account(account_id)
+        status, body = await database.transaction(
+            state.pool,
+            lambda conn: service.create_grant(conn, account_id, data, state.clock.now(), idempotency_key),
+        )
+        headers = {"Idempotent-Replayed": "true"} if idempotency_key and status != 201 else {}
+        return Response(body, status_code=status, headers=headers)
+
+    @get("/{account_id:str}/grants", opt={"scope": "ledger:read"})
+    async def list_grants(
+        self, request: Request[Principal, str, object], db: Db, account_id: FromPath[str]
+    ) -> Page[Grant]:
+        """The account's grants with what is left of each, oldest first."""
+        async with db.connect() as conn:
+            account = await service.get_account(conn, request.user.account(account_id))
+            rows = await repository.list_grants(conn, account.id)
+        return Page(data=[service.grant_view(row._mapping) for row in rows], next_cursor=None)
+
+    @get("/{account_id:str}/balance", opt={"scope": "ledger:read"})
+    async def get_balance(self, request: Request[Principal, str, object], db: Db, account_id: FromPath[str]) -> Balance:
+        """Balance, credits held by pending authorizations, and what is available."""
+        async with db.connect() as conn:
+            row = await repository.get_account(conn, request.user.account(account_id))
+        if row is None:
+            raise NotFound(f"Account '{account_id}' not found", code="account_not_found")
+        return service.balance_view(row)
+
+    @get("/{account_id:str}/ledger", opt={"scope": "ledger:read"})
+    async def list_ledger(
+        self,
+        request: Request[Principal, str, object],
+        db: Db,
+        account_id: FromPath[str],
+        kind: FromQuery[list[EntryKind] | None] = None,
+        from_: Annotated[datetime | None, QueryParameter(name="from")] = None,
+        to: FromQuery[datetime | None] = None,
+        cursor: FromQuery[str | None] = None,
+        limit: FromQuery[int] = DEFAULT_LIMIT,
+    ) -> Page[LedgerEntry]:
+        """Ledger entries in posting order, each with `balance_after`; filter by `kind` (repeatable) and [from, to)."""
+        after = decode_cursor(cursor, int)
+        async with db.connect() as conn:
+            account = await service.get_account(conn, request.user.account(account_id))
+            rows = await repository.list_entries(
+                conn,
+                account_id=account.id,
+                kinds=kind,
+                start=aware(from_, "from"),
+                end=aware(to, "to"),
+                after=after[0] if after else None,
+                limit=check_limit(limit) + 1,
+            )
+        return page(rows, limit, lambda row: (row.id,), service.entry_view)

@@ -1,10 +1,12 @@
+from datetime import datetime
 from decimal import Decimal
 
+import asyncpg
 from sqlalchemy import Row, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.tables import accounts
+from app.tables import accounts, grants, ledger_entries, usage_events
 
 
 async def account_exists(conn: AsyncConnection, account_id: str) -> bool:
@@ -34,3 +36,148 @@ async def list_accounts(conn: AsyncConnection, *, only: str | None, after: str |
     if after is not None:
         query = query.where(accounts.c.id > after)
     return list((await conn.execute(query)).all())
+
+
+# Ledger writes run on asyncpg connections, inside a transaction the caller holds, after
+# `lock_accounts`: every writer locks the accounts it touches first, in id order, so concurrent
+# writers queue per account instead of deadlocking.
+
+
+async def lock_accounts(conn: asyncpg.Connection, account_ids: list[str]) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT id, balance, overdraft_limit, next_expiry_at FROM accounts "
+        "WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE",
+        sorted(set(account_ids)),
+    )
+
+
+async def post_entries(
+    conn: asyncpg.Connection,
+    entries: list[tuple],
+    balances: dict[str, Decimal],
+    draws: dict[str, Decimal],
+    now: datetime,
+) -> None:
+    """One statement: append the entries, store the new balances, and draw debits from the grants.
+
+    `entries` rows: (account_id, kind, amount, balance_after, counterparty, usage_event_id, grant_id,
+    description). Debits draw from the earliest-expiring grant with credits left first; the window sum
+    gives each grant the credits drawn before it."""
+    columns = list(zip(*entries, strict=True)) if entries else [[]] * 8
+    await conn.execute(
+        """
+        WITH entries AS (
+            INSERT INTO ledger_entries
+                (account_id, kind, amount, balance_after, counterparty, usage_event_id, grant_id, description,
+                 created_at)
+            SELECT e.*, $13 FROM unnest($1::text[], $2::text[], $3::numeric[], $4::numeric[], $5::text[],
+                                        $6::bigint[], $7::bigint[], $8::text[]) AS e
+        ), balances AS (
+            UPDATE accounts SET balance = b.balance
+            FROM unnest($9::text[], $10::numeric[]) AS b(id, balance) WHERE accounts.id = b.id
+        ), open_grants AS (
+            SELECT g.id, g.remaining, d.amount,
+                   sum(g.remaining) OVER (PARTITION BY g.account_id ORDER BY g.expires_at NULLS LAST, g.id)
+                       - g.remaining AS drawn_before
+            FROM grants g JOIN unnest($11::text[], $12::numeric[]) AS d(account_id, amount) USING (account_id)
+            WHERE g.remaining > 0 AND (g.expires_at IS NULL OR g.expires_at > $13)
+        )
+        UPDATE grants SET remaining = grants.remaining - LEAST(o.remaining, o.amount - o.drawn_before)
+        FROM open_grants o WHERE grants.id = o.id AND o.drawn_before < o.amount
+        """,
+        *columns,
+        list(balances),
+        list(balances.values()),
+        list(draws),
+        list(draws.values()),
+        now,
+    )
+
+
+async def due_grants(conn: asyncpg.Connection, account_ids: list[str], now: datetime) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT id, account_id, remaining, expires_at FROM grants "
+        "WHERE account_id = ANY($1::text[]) AND remaining > 0 AND expires_at <= $2 "
+        "ORDER BY account_id, expires_at, id",
+        account_ids,
+        now,
+    )
+
+
+async def close_grants(conn: asyncpg.Connection, grant_ids: list[int], now: datetime) -> None:
+    await conn.execute("UPDATE grants SET remaining = 0, expired_at = $2 WHERE id = ANY($1::bigint[])", grant_ids, now)
+
+
+async def refresh_next_expiry(conn: asyncpg.Connection, account_ids: list[str]) -> None:
+    await conn.execute(
+        "UPDATE accounts SET next_expiry_at = (SELECT min(expires_at) FROM grants g "
+        "WHERE g.account_id = accounts.id AND g.remaining > 0) WHERE id = ANY($1::text[])",
+        account_ids,
+    )
+
+
+async def insert_grant(
+    conn: asyncpg.Connection,
+    *,
+    account_id: str,
+    amount: Decimal,
+    remaining: Decimal,
+    description: str | None,
+    expires_at: datetime | None,
+    now: datetime,
+) -> asyncpg.Record:
+    return await conn.fetchrow(
+        """
+        WITH g AS (
+            INSERT INTO grants (account_id, amount, remaining, description, expires_at, created_at)
+            VALUES ($1, $2, $3, $4, $5, $6) RETURNING *
+        ), a AS (
+            UPDATE accounts SET next_expiry_at = LEAST(next_expiry_at, g.expires_at)
+            FROM g WHERE accounts.id = g.account_id AND g.remaining > 0
+        )
+        SELECT * FROM g
+        """,
+        account_id,
+        amount,
+        remaining,
+        description,
+        expires_at,
+        now,
+    )
+
+
+async def accounts_due_for_expiry(conn: asyncpg.Connection, now: datetime, limit: int) -> list[str]:
+    rows = await conn.fetch("SELECT id FROM accounts WHERE next_expiry_at <= $1 ORDER BY id LIMIT $2", now, limit)
+    return [row["id"] for row in rows]
+
+
+async def list_grants(conn: AsyncConnection, account_id: str) -> list[Row]:
+    return list(await conn.execute(select(grants).where(grants.c.account_id == account_id).order_by(grants.c.id)))
+
+
+async def list_entries(
+    conn: AsyncConnection,
+    *,
+    account_id: str,
+    kinds: list[str] | None,
+    start: datetime | None,
+    end: datetime | None,
+    after: int | None,
+    limit: int,
+) -> list[Row]:
+    query = (
+        select(ledger_entries, usage_events.c.event_id)
+        .outerjoin(usage_events, usage_events.c.id == ledger_entries.c.usage_event_id)
+        .where(ledger_entries.c.account_id == account_id)
+        .order_by(ledger_entries.c.id)
+        .limit(limit)
+    )
+    if kinds:
+        query = query.where(ledger_entries.c.kind.in_(kinds))
+    if start is not None:
+        query = query.where(ledger_entries.c.created_at >= start)
+    if end is not None:
+        query = query.where(ledger_entries.c.created_at < end)
+    if after is not None:
+        query = query.where(ledger_entries.c.id > after)
+    return list(await conn.execute(query))

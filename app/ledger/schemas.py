@@ -6,6 +6,7 @@ import msgspec
 
 AccountId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")]
 Status = Literal["active", "suspended", "closed"]
+EntryKind = Literal["grant", "usage", "adjustment", "expiration", "reversal"]
 
 
 class AccountCreate(msgspec.Struct, forbid_unknown_fields=True):
@@ -23,4 +24,46 @@ class Account(msgspec.Struct):
     balance: str
     pending: str
     available: str
+    created_at: datetime
+
+
+class GrantCreate(msgspec.Struct, forbid_unknown_fields=True):
+    amount: Decimal
+    description: Annotated[str, msgspec.Meta(max_length=500)] | None = None
+    expires_at: datetime | None = None
+
+
+class Grant(msgspec.Struct):
+    id: int
+    account_id: str
+    amount: str
+    remaining: str
+    description: str | None
+    expires_at: datetime | None
+    expired_at: datetime | None
+    created_at: datetime
+
+
+class GrantCreated(Grant):
+    balance_after: str
+
+
+class Balance(msgspec.Struct):
+    account_id: str
+    balance: str
+    pending: str
+    available: str
+    overdraft_limit: str
+
+
+class LedgerEntry(msgspec.Struct):
+    id: int
+    account_id: str
+    kind: str
+    amount: str
+    balance_after: str
+    counterparty: str
+    event_id: str | None
+    grant_id: int | None
+    description: str | None
     created_at: datetime

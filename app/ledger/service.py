@@ -1,12 +1,16 @@
 import secrets
+from datetime import datetime
 from decimal import Decimal
 
+import asyncpg
+import msgspec
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.errors import Conflict, NotFound
+from app import db, idempotency
+from app.errors import Conflict, InvalidRequest, NotFound
 from app.ledger import repository
-from app.ledger.schemas import Account, AccountCreate
+from app.ledger.schemas import Account, AccountCreate, Balance, Grant, GrantCreate, GrantCreated, LedgerEntry
 from app.money import check_amount, money
 
 
@@ -39,3 +43,213 @@ async def get_account(conn: AsyncConnection, account_id: str) -> Account:
     if row is None:
         raise NotFound(f"Account '{account_id}' not found", code="account_not_found")
     return to_account(row)
+
+
+class Books:
+    """The accounts one ledger transaction has locked, and the entries it posts to them.
+
+    Balances are carried forward in memory entry by entry, so each entry gets its `balance_after`
+    and the whole transaction is written by one statement in `close`."""
+
+    def __init__(self, rows: list) -> None:
+        self.balance: dict[str, Decimal] = {row["id"]: row["balance"] for row in rows}
+        self.overdraft_limit: dict[str, Decimal] = {row["id"]: row["overdraft_limit"] for row in rows}
+        self.next_expiry: dict[str, datetime | None] = {row["id"]: row["next_expiry_at"] for row in rows}
+        self.entries: list[tuple] = []
+        self.draws: dict[str, Decimal] = {}
+
+    def post(
+        self,
+        account_id: str,
+        kind: str,
+        amount: Decimal,
+        counterparty: str,
+        *,
+        usage_event_id: int | None = None,
+        grant_id: int | None = None,
+        description: str | None = None,
+    ) -> Decimal:
+        """Post one entry (positive `amount` credits the account); returns the balance after it."""
+        balance = self.balance[account_id] = self.balance[account_id] + amount
+        if amount < 0 and kind != "expiration":  # an expiration empties its own grant instead
+            self.draws[account_id] = self.draws.get(account_id, Decimal(0)) - amount
+        self.entries.append((account_id, kind, amount, balance, counterparty, usage_event_id, grant_id, description))
+        return balance
+
+    def overdrawn(self, account_id: str) -> bool:
+        return self.balance[account_id] < -self.overdraft_limit[account_id]
+
+    async def close(self, conn: asyncpg.Connection, now: datetime) -> None:
+        if self.entries:
+            touched = {entry[0] for entry in self.entries}
+            balances = {account_id: self.balance[account_id] for account_id in sorted(touched)}
+            await repository.post_entries(conn, self.entries, balances, self.draws, now)
+            self.entries, self.draws = [], {}
+
+
+async def open_books(conn: asyncpg.Connection, account_ids: list[str], now: datetime) -> Books:
+    """Lock the accounts (in id order) and expire what is due on them first, so nothing later in the
+    transaction can spend credits that have already expired."""
+    books = Books(await repository.lock_accounts(conn, account_ids))
+    due = [account_id for account_id, at in books.next_expiry.items() if at is not None and at <= now]
+    if due:
+        await expire_grants(conn, books, due, now)
+    return books
+
+
+async def expire_grants(conn: asyncpg.Connection, books: Books, account_ids: list[str], now: datetime) -> int:
+    grants = await repository.due_grants(conn, account_ids, now)
+    for grant in grants:
+        books.post(
+            grant["account_id"],
+            "expiration",
+            -grant["remaining"],
+            "system:expired",
+            grant_id=grant["id"],
+            description=f"unused credits of grant {grant['id']} expired at {grant['expires_at'].isoformat()}",
+        )
+    await repository.close_grants(conn, [grant["id"] for grant in grants], now)
+    await books.close(conn, now)
+    await repository.refresh_next_expiry(conn, account_ids)
+    return len(grants)
+
+
+def grant_view(row) -> Grant:
+    return Grant(
+        id=row["id"],
+        account_id=row["account_id"],
+        amount=money(row["amount"]),
+        remaining=money(row["remaining"]),
+        description=row["description"],
+        expires_at=row["expires_at"],
+        expired_at=row["expired_at"],
+        created_at=row["created_at"],
+    )
+
+
+async def add_credits(
+    conn: asyncpg.Connection,
+    books: Books,
+    account_id: str,
+    amount: Decimal,
+    *,
+    kind: str,
+    counterparty: str,
+    description: str | None,
+    expires_at: datetime | None,
+    now: datetime,
+    usage_event_id: int | None = None,
+) -> tuple[asyncpg.Record, Decimal]:
+    """Credits arrive as a grant row (a lot that later debits draw from) plus its ledger entry.
+
+    Credits that only pay back an overdraft are spent at once, so the lot keeps just what is left
+    above zero: the open lots always add up to max(balance, 0)."""
+    # Debits posted earlier in these books draw from grants when the books close; a new lot must not
+    # be drawn by them.
+    assert not books.draws, "close the books before adding credits"
+    after = books.balance[account_id] + amount
+    row = await repository.insert_grant(
+        conn,
+        account_id=account_id,
+        amount=amount,
+        remaining=min(amount, max(after, Decimal(0))),
+        description=description,
+        expires_at=expires_at,
+        now=now,
+    )
+    books.post(
+        account_id,
+        kind,
+        amount,
+        counterparty,
+        grant_id=row["id"],
+        usage_event_id=usage_event_id,
+        description=description,
+    )
+    return row, after
+
+
+async def create_grant(
+    conn: asyncpg.Connection, account_id: str, data: GrantCreate, now: datetime, idempotency_key: str | None
+) -> tuple[int, dict]:
+    """Add credits to an account; returns (status, body) so a replay can return the stored answer."""
+    amount = check_amount(data.amount, "amount")
+    if amount <= 0:
+        raise InvalidRequest("`amount` must be positive", param="amount")
+    if data.expires_at is not None:
+        if data.expires_at.tzinfo is None:
+            raise InvalidRequest("`expires_at` needs a time zone offset", param="expires_at")
+        if data.expires_at <= now:
+            raise InvalidRequest("`expires_at` must be in the future", param="expires_at")
+    request = {
+        "amount": money(amount),
+        "description": data.description,
+        "expires_at": data.expires_at.isoformat() if data.expires_at else None,
+    }
+    scope = f"grant:{account_id}"
+    if idempotency_key is not None:
+        replay = await idempotency.claim(conn, scope, idempotency_key, request)
+        if replay is not None:
+            return replay.status, replay.body
+    books = await open_books(conn, [account_id], now)
+    if account_id not in books.balance:
+        raise NotFound(f"Account '{account_id}' not found", code="account_not_found")
+    row, after = await add_credits(
+        conn,
+        books,
+        account_id,
+        amount,
+        kind="grant",
+        counterparty="system:grants",
+        description=data.description,
+        expires_at=data.expires_at,
+        now=now,
+    )
+    await books.close(conn, now)
+    body = msgspec.to_builtins(GrantCreated(**msgspec.structs.asdict(grant_view(row)), balance_after=money(after)))
+    if idempotency_key is not None:
+        await idempotency.remember(conn, scope, idempotency_key, 201, body)
+    return 201, body
+
+
+EXPIRY_LOCK = 7_301_001  # pg advisory lock key: one worker at a time sweeps expired grants
+
+
+async def expire_due_grants(pool: asyncpg.Pool, now: datetime, limit: int = 500) -> int:
+    """Expire the grants of idle accounts; busy accounts have theirs expired by their own writes."""
+
+    async def sweep(conn: asyncpg.Connection) -> int:
+        if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", EXPIRY_LOCK):
+            return 0
+        account_ids = await repository.accounts_due_for_expiry(conn, now, limit)
+        if account_ids:
+            await open_books(conn, account_ids, now)
+        return len(account_ids)
+
+    return await db.transaction(pool, sweep)
+
+
+def entry_view(row) -> LedgerEntry:
+    return LedgerEntry(
+        id=row.id,
+        account_id=row.account_id,
+        kind=row.kind,
+        amount=money(row.amount),
+        balance_after=money(row.balance_after),
+        counterparty=row.counterparty,
+        event_id=row.event_id,
+        grant_id=row.grant_id,
+        description=row.description,
+        created_at=row.created_at,
+    )
+
+
+def balance_view(row) -> Balance:
+    account = to_account(row)
+    return Balance(
+        account_id=account.id,
+        balance=account.balance,
+        pending=account.pending,
+        available=account.available,
+        overdraft_limit=account.overdraft_limit,
+    )

@@ -1,0 +1,68 @@
+"""`Idempotency-Key` for write endpoints: the same key and payload replay the first answer; the
+same key with another payload is `422 idempotency_key_reused`, naming the fields that differ."""
+
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from app.errors import AppError
+
+MAX_KEY_LENGTH = 200
+
+
+class IdempotencyKeyReused(AppError):
+    status = 422
+    code = "idempotency_key_reused"
+
+
+def differing_fields(first: dict[str, Any], second: dict[str, Any]) -> list[str]:
+    return sorted(name for name in first.keys() | second.keys() if first.get(name) != second.get(name))
+
+
+def reused(key: str, fields: list[str]) -> IdempotencyKeyReused:
+    return IdempotencyKeyReused(
+        f"Idempotency key '{key}' was already used with a different payload (differs in: {', '.join(fields)})",
+        param=fields[0] if fields else None,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Replay:
+    status: int
+    body: dict[str, Any]
+
+
+async def claim(conn: asyncpg.Connection, scope: str, key: str, request: dict[str, Any]) -> Replay | None:
+    """None when this key is new (the caller then does the work and calls `remember`), else the replay.
+
+    Runs inside the caller's transaction: a concurrent request with the same key waits on the
+    primary key until this one commits, then replays it."""
+    if not 0 < len(key) <= MAX_KEY_LENGTH:
+        raise AppError(f"`Idempotency-Key` must be 1 to {MAX_KEY_LENGTH} characters", param="Idempotency-Key")
+    inserted = await conn.fetchval(
+        "INSERT INTO idempotency_keys (scope, key, request, status, response) VALUES ($1, $2, $3, 0, 'null') "
+        "ON CONFLICT DO NOTHING RETURNING true",
+        scope,
+        key,
+        request,
+    )
+    if inserted:
+        return None
+    row = await conn.fetchrow(
+        "SELECT request, status, response FROM idempotency_keys WHERE scope = $1 AND key = $2", scope, key
+    )
+    fields = differing_fields(row["request"], request)
+    if fields:
+        raise reused(key, fields)
+    return Replay(row["status"], row["response"])
+
+
+async def remember(conn: asyncpg.Connection, scope: str, key: str, status: int, response: dict[str, Any]) -> None:
+    await conn.execute(
+        "UPDATE idempotency_keys SET status = $3, response = $4 WHERE scope = $1 AND key = $2",
+        scope,
+        key,
+        status,
+        response,
+    )

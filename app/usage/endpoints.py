@@ -1,0 +1,107 @@
+from datetime import datetime
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, Request, get, post
+from litestar.params import FromQuery, JSONBody, QueryParameter
+from litestar.response import Response
+
+from app import db
+from app.auth import Principal
+from app.db import Db
+from app.errors import AppError, InvalidRequest
+from app.pagination import DEFAULT_LIMIT, Page, aware, check_limit, decode_cursor, page
+from app.usage import repository, service
+from app.usage.schemas import BatchIn, BatchOut, BatchResult, UsageEvent, UsageIn
+
+AnyRequest = Request[Principal, str, Any]
+
+
+def prepare(request: AnyRequest, event: UsageIn) -> service.Prepared:
+    state = request.app.state
+    return service.prepare(event, request.user, state.catalog.catalog, state.clock.now(), state.credits_per_usd)
+
+
+class UsageController(Controller):
+    path = "/usage"
+    tags = ["usage"]
+
+    @post("/", opt={"scope": "usage:write"}, status_code=201)
+    async def record_usage(self, request: AnyRequest, data: JSONBody[UsageIn]) -> Response[UsageEvent]:
+        """Record one usage event and charge it; a retry with the same `event_id` replays the first answer (200)."""
+        outcome = await request.app.state.coalescer.submit(prepare(request, data))
+        if outcome.status == "error":
+            raise outcome.error
+        event = service.for_audience(outcome.event, request.user.is_finance)
+        if outcome.status == "duplicate":
+            return Response(event, status_code=200, headers={"Idempotent-Replayed": "true"})
+        return Response(event, status_code=201)
+
+    @post("/batch", opt={"scope": "usage:write"}, status_code=200)
+    async def record_batch(self, request: AnyRequest, data: JSONBody[BatchIn]) -> BatchOut:
+        """Record up to 1000 events in one transaction, with a result per event (`created`, `duplicate` or `error`)."""
+        results: list[BatchResult | None] = [None] * len(data.events)
+        ready: list[tuple[int, service.Prepared]] = []
+        for index, item in enumerate(data.events):
+            event_id = item.get("event_id") if isinstance(item.get("event_id"), str) else None
+            try:
+                ready.append((index, prepare(request, decode_event(item))))
+            except AppError as error:
+                results[index] = BatchResult(index, "error", event_id, error=service.error_object(error))
+        state = request.app.state
+        events = [event for _, event in ready]
+        outcomes = await db.transaction(state.pool, lambda conn: service.record(conn, events, state.clock.now()))
+        finance = request.user.is_finance
+        for (index, event), outcome in zip(ready, outcomes, strict=True):
+            if outcome.status == "error":
+                results[index] = BatchResult(index, "error", event.event_id, error=service.error_object(outcome.error))
+            else:
+                view = service.for_audience(outcome.event, finance)
+                results[index] = BatchResult(index, outcome.status, event.event_id, event=view)
+        counts = {status: sum(1 for r in results if r.status == status) for status in ("created", "duplicate", "error")}
+        return BatchOut(results, counts["created"], counts["duplicate"], counts["error"])
+
+    @get("/", opt={"scope": "ledger:read"})
+    async def list_usage(
+        self,
+        request: AnyRequest,
+        db: Db,
+        account_id: FromQuery[str | None] = None,
+        model: FromQuery[str | None] = None,
+        provider: FromQuery[str | None] = None,
+        from_: Annotated[datetime | None, QueryParameter(name="from")] = None,
+        to: FromQuery[datetime | None] = None,
+        cursor: FromQuery[str | None] = None,
+        limit: FromQuery[int] = DEFAULT_LIMIT,
+    ) -> Page[UsageEvent]:
+        """Usage events, oldest first, filtered by account, model, provider and `occurred_at` range [from, to)."""
+        after = decode_cursor(cursor, datetime, int)
+        model_id = request.app.state.catalog.catalog.require(model).id if model else None
+        async with db.connect() as conn:
+            rows = await repository.list_events(
+                conn,
+                account_id=request.user.account(account_id),
+                model_id=model_id,
+                provider=provider,
+                start=aware(from_, "from"),
+                end=aware(to, "to"),
+                after=after,
+                limit=check_limit(limit) + 1,
+            )
+        finance = request.user.is_finance
+        return page(
+            rows,
+            limit,
+            lambda row: (row.occurred_at, row.id),
+            lambda row: service.for_audience(service.stored_view(row._mapping), finance),
+        )
+
+
+def decode_event(item: dict) -> UsageIn:
+    try:
+        return msgspec.convert(item, UsageIn)
+    except msgspec.ValidationError as exc:
+        # msgspec says "... - at `$.field`"; name the field the way the single-event endpoint does.
+        message = str(exc)
+        param = message.rsplit("`$.", 1)[1].rstrip("`").split("[")[0].split(".")[0] if "`$." in message else None
+        raise InvalidRequest(f"Invalid event: {message}", param=param) from None

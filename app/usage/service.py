@@ -1,0 +1,243 @@
+"""Usage ingestion: validate and price each event in memory, then record any number of events
+with a fixed handful of set-based statements in one transaction."""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from app import pricing
+from app.auth import Principal
+from app.catalog.service import Catalog
+from app.errors import TYPES, AppError, InvalidRequest, NotFound
+from app.idempotency import differing_fields, reused
+from app.ledger.service import open_books
+from app.money import money
+from app.usage import repository
+from app.usage.schemas import ErrorObject, UsageEvent, UsageIn
+
+# Reporters' clocks drift; an event stamped this far ahead of ours is still accepted.
+CLOCK_SKEW = timedelta(minutes=1)
+MAX_METADATA_KEYS = 50
+MAX_METADATA_LENGTH = 1000
+TOKEN_FIELDS = ("input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens")
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A validated, priced event, ready to be written."""
+
+    account_id: str
+    event_id: str
+    model_id: str
+    price_id: int
+    margin: Decimal
+    credits_per_usd: Decimal
+    input_tokens: int
+    output_tokens: int
+    cached_input_tokens: int
+    cache_write_tokens: int
+    reasoning_tokens: int
+    cost: Decimal
+    upstream_cost_usd: Decimal
+    occurred_at: datetime
+    occurred_at_given: bool
+    authorization_id: str | None
+    metadata: dict[str, str] | None
+
+    def payload(self) -> dict[str, Any]:
+        """What a retry must repeat exactly; occurred_at only when the client chose it."""
+        fields = {name: getattr(self, name) for name in TOKEN_FIELDS}
+        fields |= {"model": self.model_id, "authorization_id": self.authorization_id, "metadata": self.metadata}
+        if self.occurred_at_given:
+            fields["occurred_at"] = self.occurred_at
+        return fields
+
+
+def prepare(
+    event: UsageIn, principal: Principal, catalog: Catalog, now: datetime, credits_per_usd: Decimal
+) -> Prepared:
+    account_id = principal.account(event.account_id)
+    if account_id is None:
+        raise InvalidRequest("`account_id` is required for a key not bound to an account", param="account_id")
+    occurred_at = event.occurred_at or now
+    if occurred_at.tzinfo is None:
+        raise InvalidRequest("`occurred_at` needs a time zone offset (RFC 3339)", param="occurred_at")
+    if occurred_at > now + CLOCK_SKEW:
+        raise InvalidRequest("`occurred_at` is in the future", param="occurred_at")
+    check_metadata(event.metadata)
+    # Usage of a disabled provider's model still happened, so it is still charged.
+    model = catalog.require(event.model)
+    usage = pricing.Usage(**{name: getattr(event, name) for name in TOKEN_FIELDS})
+    price = model.price_at(occurred_at)
+    margin = catalog.margin_at(model, occurred_at)
+    quote = pricing.quote(
+        model.id,
+        price.rates if price else None,
+        usage,
+        embedding=model.embedding,
+        margin=margin,
+        credits_per_usd=credits_per_usd,
+    )
+    return Prepared(
+        account_id=account_id,
+        event_id=event.event_id,
+        model_id=model.id,
+        price_id=price.id,
+        margin=margin,
+        credits_per_usd=credits_per_usd,
+        **{name: getattr(usage, name) for name in TOKEN_FIELDS},
+        cost=quote.credits,
+        upstream_cost_usd=quote.upstream_usd,
+        occurred_at=occurred_at,
+        occurred_at_given=event.occurred_at is not None,
+        authorization_id=event.authorization_id,
+        metadata=event.metadata,
+    )
+
+
+def check_metadata(metadata: dict[str, str] | None) -> None:
+    if metadata is None:
+        return
+    if len(metadata) > MAX_METADATA_KEYS:
+        raise InvalidRequest(f"`metadata` holds at most {MAX_METADATA_KEYS} keys", param="metadata")
+    for key, value in metadata.items():
+        if not key or len(key) > MAX_METADATA_LENGTH or len(value) > MAX_METADATA_LENGTH:
+            raise InvalidRequest(
+                f"`metadata` keys must be 1 to {MAX_METADATA_LENGTH} characters, values at most as long",
+                param="metadata",
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    status: str  # created | duplicate | error
+    event: UsageEvent | None = None
+    error: AppError | None = None
+
+
+def created_view(event: Prepared, balance_after: Decimal, overdrawn: bool, recorded_at: datetime) -> UsageEvent:
+    return UsageEvent(
+        event_id=event.event_id,
+        account_id=event.account_id,
+        model=event.model_id,
+        **{name: getattr(event, name) for name in TOKEN_FIELDS},
+        occurred_at=event.occurred_at,
+        recorded_at=recorded_at,
+        cost=money(event.cost),
+        price_version=event.price_id,
+        margin=str(event.margin),
+        balance_after=money(balance_after),
+        overdrawn=overdrawn,
+        authorization_id=event.authorization_id,
+        metadata=event.metadata,
+        upstream_cost_usd=money(event.upstream_cost_usd),
+    )
+
+
+def stored_view(row: Any, *, replay: bool = False) -> UsageEvent:
+    return UsageEvent(
+        event_id=row["event_id"],
+        account_id=row["account_id"],
+        model=row["model_id"],
+        **{name: row[name] for name in TOKEN_FIELDS},
+        occurred_at=row["occurred_at"],
+        recorded_at=row["recorded_at"],
+        cost=money(row["cost"]),
+        price_version=row["price_id"],
+        margin=str(row["margin"]),
+        balance_after=money(row["balance_after"]),
+        overdrawn=row["overdrawn"],
+        authorization_id=row["authorization_id"],
+        metadata=row["metadata"],
+        replay=replay,
+        upstream_cost_usd=money(row["upstream_cost_usd"]),
+    )
+
+
+def stored_payload(row: Any, given_occurred_at: bool) -> dict[str, Any]:
+    fields = {name: row[name] for name in TOKEN_FIELDS}
+    fields |= {"model": row["model_id"], "authorization_id": row["authorization_id"], "metadata": row["metadata"]}
+    if given_occurred_at:
+        fields["occurred_at"] = row["occurred_at"]
+    return fields
+
+
+def for_audience(event: UsageEvent, finance: bool) -> UsageEvent:
+    """Upstream USD cost is finance data: keys without `ledger:read` do not see it."""
+    return event if finance else msgspec.structs.replace(event, upstream_cost_usd=msgspec.UNSET)
+
+
+def error_object(error: AppError) -> ErrorObject:
+    kind = TYPES.get(error.status, "api_error")
+    return ErrorObject(message=error.message, type=kind, code=error.code, param=error.param)
+
+
+async def record(conn: asyncpg.Connection, batch: list[Prepared], now: datetime) -> list[Outcome]:
+    """Record events; one outcome per event, in order. Runs inside the caller's transaction.
+
+    Statements, whatever the batch size: lock the accounts (in id order), look up event ids already
+    recorded, insert the new events, post their ledger entries and balances. Holding the account
+    locks, nobody else can record an event of these accounts, so "not yet recorded" stays true until
+    we commit."""
+    outcomes: list[Outcome | None] = [None] * len(batch)
+    first: dict[tuple[str, str], int] = {}
+    for index, event in enumerate(batch):
+        first.setdefault((event.account_id, event.event_id), index)
+
+    books = await open_books(conn, [event.account_id for event in batch], now)
+    keys = [key for key in first if key[0] in books.balance]
+    existing = {(row["account_id"], row["event_id"]): row for row in await repository.existing(conn, keys)}
+
+    new: list[int] = []
+    for key, index in first.items():
+        event = batch[index]
+        if key[0] not in books.balance:
+            error = NotFound(f"Account '{key[0]}' not found", code="account_not_found", param="account_id")
+            outcomes[index] = Outcome("error", error=error)
+        elif key in existing:
+            outcomes[index] = replay(event, existing[key])
+        else:
+            new.append(index)
+
+    # Post in request order, so balance_after runs in the order the events were reported.
+    positions, overdrawn = {}, {}
+    for index in new:
+        event = batch[index]
+        books.post(event.account_id, "usage", -event.cost, "system:revenue", description=event.model_id)
+        positions[index] = len(books.entries) - 1
+        overdrawn[index] = books.overdrawn(event.account_id)
+    ids = await repository.insert(conn, [(batch[i], overdrawn[i]) for i in new], now)
+    for index in new:
+        event = batch[index]
+        entry = books.entries[positions[index]]
+        books.entries[positions[index]] = (*entry[:5], ids[(event.account_id, event.event_id)], *entry[6:])
+        outcomes[index] = Outcome("created", event=created_view(event, entry[3], overdrawn[index], now))
+    await books.close(conn, now)
+
+    for index, event in enumerate(batch):
+        if outcomes[index] is None:  # a repeat of an event earlier in this batch
+            earlier = outcomes[first[(event.account_id, event.event_id)]]
+            outcomes[index] = repeat_in_batch(event, batch[first[(event.account_id, event.event_id)]], earlier)
+    return outcomes
+
+
+def replay(event: Prepared, row: Any) -> Outcome:
+    fields = differing_fields(stored_payload(row, event.occurred_at_given), event.payload())
+    if fields:
+        return Outcome("error", error=reused(event.event_id, fields))
+    return Outcome("duplicate", event=stored_view(row, replay=True))
+
+
+def repeat_in_batch(event: Prepared, original: Prepared, outcome: Outcome) -> Outcome:
+    if outcome.status == "error" and outcome.error.code == "account_not_found":
+        return outcome
+    fields = differing_fields(original.payload(), event.payload())
+    if fields:
+        return Outcome("error", error=reused(event.event_id, fields))
+    if outcome.event is None:
+        return outcome
+    return Outcome("duplicate", event=msgspec.structs.replace(outcome.event, replay=True))

@@ -28,6 +28,7 @@ from app.keys.endpoints import KeyController
 from app.ledger.endpoints import AccountController
 from app.ledger.service import expire_due_grants
 from app.usage.coalescer import Coalescer
+from app.usage.endpoints import UsageController
 
 log = logging.getLogger("app")
 PUBLIC_PATHS = ["^/health$", "^/ready$", "^/schema"]
@@ -117,6 +118,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             ModelController,
             OpenAIModelController,
             CatalogAdminController,
+            UsageController,
         ],
         security=[{"ApiKey": []}, {"Bearer": []}],
     )

@@ -221,3 +221,19 @@ def catalog() -> None:
 def catalog_import(path: Path) -> None:
     """Import a catalog file; idempotent, and a changed price becomes a new version (history is kept)."""
     report_import(run_command(lambda conn: import_default_catalog(conn, path)))
+
+
+@main.command()
+def reconcile() -> None:
+    """Check every ledger invariant; exits 1 naming each violation."""
+    from app.ledger.reconcile import reconcile as check
+
+    report = run_command(check)
+    for account, balance in report.system_balances.items():
+        click.echo(f"{account}: {balance}")
+    click.echo(f"{report.events_checked} usage events recomputed from their price versions")
+    if not report.ok:
+        for violation in report.violations:
+            click.echo(f"VIOLATION {violation}", err=True)
+        raise click.ClickException(f"{len(report.violations)} violation(s)")
+    click.echo("all invariants hold")

@@ -55,7 +55,8 @@ async def claim(conn: asyncpg.Connection, scope: str, key: str, request: dict[st
     fields = differing_fields(row["request"], request)
     if fields:
         raise reused(key, fields)
-    return Replay(row["status"], row["response"])
+    # A replay answers 200 whatever the first answer was, and says it is one.
+    return Replay(200, {**row["response"], "replay": True})
 
 
 async def remember(conn: asyncpg.Connection, scope: str, key: str, status: int, response: dict[str, Any]) -> None:

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app import db
 from app.asgi import create_app
 from app.catalog.importer import import_catalog, read_catalog
+from app.clock import FixedClock
 from app.config import PROJECT_DIR, Settings, database_url
 from app.db import plain_dsn
 from app.keys import service as key_service
@@ -117,8 +118,14 @@ async def conn_engine(engine: AsyncEngine) -> AsyncIterator[AsyncEngine]:
 
 
 @pytest.fixture
-async def client(settings: Settings, conn_engine: AsyncEngine) -> AsyncIterator[AsyncTestClient]:
-    async with AsyncTestClient(create_app(settings)) as client:
+def clock() -> FixedClock:
+    """The app's business time: starts now and moves only when a test advances it."""
+    return FixedClock(datetime.now(UTC))
+
+
+@pytest.fixture
+async def client(settings: Settings, conn_engine: AsyncEngine, clock: FixedClock) -> AsyncIterator[AsyncTestClient]:
+    async with AsyncTestClient(create_app(settings, clock)) as client:
         yield client
 
 

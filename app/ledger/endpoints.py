@@ -64,7 +64,7 @@ class AccountController(Controller):
             state.pool,
             lambda conn: service.create_grant(conn, account_id, data, state.clock.now(), idempotency_key),
         )
-        headers = {"Idempotent-Replayed": "true"} if idempotency_key and status != 201 else {}
+        headers = {"Idempotent-Replayed": "true"} if status == 200 else {}
         return Response(body, status_code=status, headers=headers)
 
     @get("/{account_id:str}/grants", opt={"scope": "ledger:read"})

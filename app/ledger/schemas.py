@@ -44,8 +44,9 @@ class Grant(msgspec.Struct):
     created_at: datetime
 
 
-class GrantCreated(Grant):
+class GrantCreated(Grant, omit_defaults=True):
     balance_after: str
+    replay: bool = False
 
 
 class Balance(msgspec.Struct):

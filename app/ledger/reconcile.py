@@ -1,0 +1,141 @@
+"""Every invariant of the books, checked against the database. Each check is a query that returns
+the rows that break it, so a clean ledger returns nothing."""
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from types import SimpleNamespace
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app import pricing
+from app.catalog.service import price_version
+from app.errors import AppError
+
+CHECKS = {
+    "balance equals the sum of the account's entries": """
+        SELECT a.id, a.balance, coalesce(sum(e.amount), 0) AS entries
+        FROM accounts a LEFT JOIN ledger_entries e ON e.account_id = a.id
+        GROUP BY a.id HAVING a.balance <> coalesce(sum(e.amount), 0)
+    """,
+    "each entry's balance_after continues the previous one": """
+        SELECT id, account_id, balance_after, running FROM (
+            SELECT id, account_id, balance_after,
+                   sum(amount) OVER (PARTITION BY account_id ORDER BY id) AS running
+            FROM ledger_entries
+        ) chain WHERE balance_after <> running
+    """,
+    "each entry's legs sum to zero (a customer leg and a system leg)": """
+        SELECT id, account_id, counterparty, amount FROM ledger_entries
+        WHERE counterparty NOT LIKE 'system:%' OR account_id LIKE 'system:%' OR amount = 0
+    """,
+    "one event per (account, event_id)": """
+        SELECT account_id, event_id, count(*) FROM usage_events GROUP BY account_id, event_id HAVING count(*) > 1
+    """,
+    "each usage event is charged by exactly one ledger entry of its cost": """
+        SELECT u.id, u.event_id, count(l.id) AS entries, min(l.amount) AS amount, u.cost
+        FROM usage_events u LEFT JOIN ledger_entries l ON l.usage_event_id = u.id AND l.kind = 'usage'
+        GROUP BY u.id HAVING count(l.id) <> 1 OR min(l.amount) <> -u.cost
+    """,
+    "each usage entry belongs to a usage event": """
+        SELECT id, account_id FROM ledger_entries WHERE kind = 'usage' AND usage_event_id IS NULL
+    """,
+    "each credit lot has one entry of its amount": """
+        SELECT g.id, g.account_id, g.amount, count(e.id) AS entries, sum(e.amount) AS entered
+        FROM grants g LEFT JOIN ledger_entries e ON e.grant_id = g.id AND e.amount > 0
+        GROUP BY g.id HAVING count(e.id) <> 1 OR sum(e.amount) <> g.amount
+    """,
+    "each expiration empties one expired grant": """
+        SELECT e.id, e.grant_id FROM ledger_entries e LEFT JOIN grants g ON g.id = e.grant_id
+        WHERE e.kind = 'expiration' AND (g.id IS NULL OR g.expired_at IS NULL OR g.remaining <> 0)
+    """,
+    "credit lots left add up to the positive balance": """
+        SELECT a.id, a.balance, coalesce(sum(g.remaining), 0) AS lots
+        FROM accounts a LEFT JOIN grants g ON g.account_id = a.id AND g.remaining > 0
+        GROUP BY a.id HAVING coalesce(sum(g.remaining), 0) <> greatest(a.balance, 0)
+    """,
+}
+
+SYSTEM_BALANCES = """
+    SELECT counterparty AS account, -sum(amount) AS balance FROM ledger_entries GROUP BY counterparty ORDER BY 1
+"""
+CUSTOMER_TOTAL = "SELECT coalesce(sum(balance), 0) FROM accounts"
+EVENTS = """
+    SELECT u.id, u.event_id, u.model_id, u.margin, u.credits_per_usd, u.cost, u.upstream_cost_usd,
+           u.input_tokens, u.output_tokens, u.cached_input_tokens, u.cache_write_tokens, u.reasoning_tokens,
+           m.type, p.id AS price_id, p.input, p.output, p.cached_input, p.cache_write, p.per_request, p.tiers,
+           p.effective_from, p.source
+    FROM usage_events u JOIN prices p ON p.id = u.price_id JOIN models m ON m.id = u.model_id
+    WHERE u.id > :after ORDER BY u.id LIMIT :limit
+"""
+CHUNK = 5000
+
+
+@dataclass
+class Report:
+    violations: list[str] = field(default_factory=list)
+    events_checked: int = 0
+    system_balances: dict[str, Decimal] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+
+async def reconcile(conn: AsyncConnection, *, limit_per_check: int = 20) -> Report:
+    report = Report()
+    for name, query in CHECKS.items():
+        rows = (await conn.execute(text(f"{query} LIMIT {int(limit_per_check)}"))).all()
+        report.violations += [f"{name}: {dict(row._mapping)}" for row in rows]
+
+    report.system_balances = {row.account: row.balance for row in await conn.execute(text(SYSTEM_BALANCES))}
+    customers = (await conn.execute(text(CUSTOMER_TOTAL))).scalar_one()
+    if customers + sum(report.system_balances.values(), Decimal(0)) != 0:
+        report.violations.append(
+            f"the books do not balance: customers {customers} + system {sum(report.system_balances.values())} != 0"
+        )
+
+    async for row in usage_rows(conn):
+        report.events_checked += 1
+        problem = recompute(row)
+        if problem:
+            report.violations.append(f"event {row.event_id} (id {row.id}): {problem}")
+    return report
+
+
+async def usage_rows(conn: AsyncConnection) -> AsyncIterator:
+    after = 0
+    while True:
+        rows = (await conn.execute(text(EVENTS), {"after": after, "limit": CHUNK})).all()
+        for row in rows:
+            yield row
+        if len(rows) < CHUNK:
+            return
+        after = rows[-1].id
+
+
+def recompute(row) -> str | None:
+    """The charge again, from the stored price version, margin and credit unit."""
+    usage = pricing.Usage(
+        input_tokens=row.input_tokens,
+        output_tokens=row.output_tokens,
+        cached_input_tokens=row.cached_input_tokens,
+        cache_write_tokens=row.cache_write_tokens,
+        reasoning_tokens=row.reasoning_tokens,
+    )
+    try:
+        quote = pricing.quote(
+            row.model_id,
+            price_version(SimpleNamespace(**row._asdict() | {"id": row.price_id})).rates,
+            usage,
+            embedding=row.type == "embedding",
+            margin=row.margin,
+            credits_per_usd=row.credits_per_usd,
+        )
+    except AppError as exc:
+        return f"cannot be priced again: {exc.message}"
+    if (quote.credits, quote.upstream_usd) != (row.cost, row.upstream_cost_usd):
+        charged = f"{row.cost} credits / {row.upstream_cost_usd} USD"
+        return f"charged {charged}, recomputed {quote.credits} / {quote.upstream_usd}"
+    return None

@@ -24,8 +24,9 @@ from app.clock import Clock
 from app.config import Settings
 from app.db import Db
 from app.errors import EXCEPTION_HANDLERS, error_body
+from app.estimates.endpoints import EstimateController
 from app.keys.endpoints import KeyController
-from app.ledger.endpoints import AccountController
+from app.ledger.endpoints import AccountController, AuthorizationController
 from app.ledger.service import expire_due_grants
 from app.usage.coalescer import Coalescer
 from app.usage.endpoints import UsageController
@@ -119,6 +120,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             OpenAIModelController,
             CatalogAdminController,
             UsageController,
+            AuthorizationController,
+            EstimateController,
         ],
         security=[{"ApiKey": []}, {"Bearer": []}],
     )

@@ -153,7 +153,11 @@ def accounts_create(name: str, account_id: str | None, overdraft_limit: str) -> 
 @accounts.command("list")
 def accounts_list() -> None:
     """Print accounts as JSON lines."""
-    rows = run_command(lambda conn: ledger_repository.list_accounts(conn, only=None, after=None, limit=MAX_LIMIT))
+    rows = run_command(
+        lambda conn: ledger_repository.list_accounts(
+            conn, only=None, after=None, limit=MAX_LIMIT, now=datetime.now(UTC)
+        )
+    )
     for row in rows:
         click.echo(msgspec.json.encode(ledger_service.to_account(row)).decode())
 

@@ -231,6 +231,8 @@ ledger_entries = Table(
     CheckConstraint(f"counterparty IN ({', '.join(repr(a) for a in SYSTEM_ACCOUNTS)})", name="counterparty"),
     Index(None, "account_id", "id"),
     Index(None, "usage_event_id", unique=True, postgresql_where=text("kind = 'usage'")),
+    # A usage event is reversed at most once.
+    Index("uq_ledger_entries_reversal", "usage_event_id", unique=True, postgresql_where=text("kind = 'reversal'")),
     Index(None, "grant_id"),
 )
 
@@ -244,4 +246,48 @@ idempotency_keys = Table(
     Column("status", Integer, nullable=False),
     Column("response", JSONB, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+authorizations = Table(
+    "authorizations",
+    metadata,
+    # A hold is a memo, not a posting: it moves no credits, so it is no ledger entry. It reduces what
+    # is available (balance - pending) until it is settled by a usage event, released, or expires.
+    Column("id", Text, primary_key=True),
+    Column("account_id", Text, ForeignKey("accounts.id"), nullable=False),
+    Column("model_id", Text, ForeignKey("models.id"), nullable=False),
+    Column("amount", Money, nullable=False),
+    Column("input_tokens", Tokens, nullable=False),
+    Column("max_output_tokens", Tokens, nullable=False),
+    Column("price_id", BigInteger, ForeignKey("prices.id"), nullable=False),
+    Column("margin", Numeric, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("released_at", DateTime(timezone=True)),
+    Column("settled_at", DateTime(timezone=True)),
+    Column("usage_event_id", BigInteger, ForeignKey("usage_events.id")),
+    Column("settled_amount", Money),
+    CheckConstraint("amount >= 0", name="amount"),
+    Index("ix_authorizations_open", "account_id", postgresql_where=text("settled_at IS NULL AND released_at IS NULL")),
+)
+
+usage_rollups = Table(
+    "usage_rollups",
+    metadata,
+    # Daily sums per account and model, kept in the transaction that records the events, so reports
+    # read thousands of rows instead of millions. Days are UTC days of occurred_at.
+    Column("day", Date, primary_key=True),
+    Column("account_id", Text, ForeignKey("accounts.id"), primary_key=True),
+    Column("model_id", Text, ForeignKey("models.id"), primary_key=True),
+    Column("events", BigInteger, nullable=False),
+    Column("input_tokens", Numeric, nullable=False),
+    Column("output_tokens", Numeric, nullable=False),
+    Column("cached_input_tokens", Numeric, nullable=False),
+    Column("cache_write_tokens", Numeric, nullable=False),
+    Column("reasoning_tokens", Numeric, nullable=False),
+    Column("cost", Money, nullable=False),
+    Column("upstream_cost_usd", Money, nullable=False),
+    # The credits' USD value: each event's cost / its credits_per_usd, rounded to 9 places, summed.
+    Column("credits_usd", Money, nullable=False),
+    Index(None, "account_id", "day"),
 )

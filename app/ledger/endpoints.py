@@ -1,16 +1,29 @@
 from datetime import datetime
 from typing import Annotated
 
+import msgspec
 from litestar import Controller, Request, get, post
 from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
 from litestar.response import Response
 
 from app import db as database
+from app import idempotency
 from app.auth import Principal
 from app.db import Db
-from app.errors import NotFound
+from app.errors import InvalidRequest, NotFound
 from app.ledger import repository, service
-from app.ledger.schemas import Account, AccountCreate, Balance, EntryKind, Grant, GrantCreate, GrantCreated, LedgerEntry
+from app.ledger.schemas import (
+    Account,
+    AccountCreate,
+    Authorization,
+    AuthorizationCreate,
+    Balance,
+    EntryKind,
+    Grant,
+    GrantCreate,
+    GrantCreated,
+    LedgerEntry,
+)
 from app.pagination import DEFAULT_LIMIT, Page, aware, check_limit, decode_cursor, page
 
 
@@ -40,6 +53,7 @@ class AccountController(Controller):
                 only=request.user.account(None),
                 after=after[0] if after else None,
                 limit=check_limit(limit) + 1,
+                now=request.app.state.clock.now(),
             )
         return page(rows, limit, lambda row: (row.id,), service.to_account)
 
@@ -47,7 +61,7 @@ class AccountController(Controller):
     async def get_account(self, request: Request[Principal, str, object], db: Db, account_id: FromPath[str]) -> Account:
         """One account with its balance, pending holds and available credits."""
         async with db.connect() as conn:
-            return await service.get_account(conn, request.user.account(account_id))
+            return await service.get_account(conn, request.user.account(account_id), request.app.state.clock.now())
 
     @post("/{account_id:str}/grants", opt={"scope": "admin"}, status_code=201)
     async def create_grant(
@@ -73,7 +87,7 @@ class AccountController(Controller):
     ) -> Page[Grant]:
         """The account's grants with what is left of each, oldest first."""
         async with db.connect() as conn:
-            account = await service.get_account(conn, request.user.account(account_id))
+            account = await service.get_account(conn, request.user.account(account_id), request.app.state.clock.now())
             rows = await repository.list_grants(conn, account.id)
         return Page(data=[service.grant_view(row._mapping) for row in rows], next_cursor=None)
 
@@ -81,7 +95,7 @@ class AccountController(Controller):
     async def get_balance(self, request: Request[Principal, str, object], db: Db, account_id: FromPath[str]) -> Balance:
         """Balance, credits held by pending authorizations, and what is available."""
         async with db.connect() as conn:
-            row = await repository.get_account(conn, request.user.account(account_id))
+            row = await repository.get_account(conn, request.user.account(account_id), request.app.state.clock.now())
         if row is None:
             raise NotFound(f"Account '{account_id}' not found", code="account_not_found")
         return service.balance_view(row)
@@ -101,7 +115,7 @@ class AccountController(Controller):
         """Ledger entries in posting order, each with `balance_after`; filter by `kind` (repeatable) and [from, to)."""
         after = decode_cursor(cursor, int)
         async with db.connect() as conn:
-            account = await service.get_account(conn, request.user.account(account_id))
+            account = await service.get_account(conn, request.user.account(account_id), request.app.state.clock.now())
             rows = await repository.list_entries(
                 conn,
                 account_id=account.id,
@@ -112,3 +126,60 @@ class AccountController(Controller):
                 limit=check_limit(limit) + 1,
             )
         return page(rows, limit, lambda row: (row.id,), service.entry_view)
+
+
+class AuthorizationController(Controller):
+    path = "/authorizations"
+    tags = ["authorizations"]
+    opt = {"scope": "usage:write"}
+
+    @post("/", status_code=201)
+    async def create_authorization(
+        self,
+        request: Request[Principal, str, object],
+        data: JSONBody[AuthorizationCreate],
+        idempotency_key: Annotated[str | None, HeaderParameter(name="Idempotency-Key")] = None,
+    ) -> Response[Authorization]:
+        """Hold the worst-case cost of a call against the available balance, or answer 402 `insufficient_credits`."""
+        state = request.app.state
+        account_id = request.user.account(data.account_id)
+        if account_id is None:
+            raise InvalidRequest("`account_id` is required for a key not bound to an account", param="account_id")
+
+        async def work(conn):
+            scope = f"authorization:{account_id}"
+            if idempotency_key is not None:
+                replay = await idempotency.claim(conn, scope, idempotency_key, msgspec.to_builtins(data))
+                if replay is not None:
+                    return replay.status, replay.body
+            body = msgspec.to_builtins(
+                await service.authorize(conn, account_id, data, state.catalog.catalog, state.clock.now())
+            )
+            if idempotency_key is not None:
+                await idempotency.remember(conn, scope, idempotency_key, 201, body)
+            return 201, body
+
+        status, body = await database.transaction(state.pool, work)
+        headers = {"Idempotent-Replayed": "true"} if status == 200 else {}
+        return Response(body, status_code=status, headers=headers)
+
+    @post("/{authorization_id:str}/release", status_code=200)
+    async def release_authorization(
+        self, request: Request[Principal, str, object], authorization_id: FromPath[str]
+    ) -> Authorization:
+        """Release a hold before it expires; releasing again answers the same."""
+        state = request.app.state
+        return await database.transaction(
+            state.pool, lambda conn: service.release(conn, request.user, authorization_id, state.clock.now())
+        )
+
+    @get("/{authorization_id:str}")
+    async def get_authorization(
+        self, request: Request[Principal, str, object], db: Db, authorization_id: FromPath[str]
+    ) -> Authorization:
+        """One hold with its status: pending, settled, released or expired."""
+        async with db.connect() as conn:
+            row = await repository.get_authorization(conn, authorization_id)
+        if row is None or request.user.account_id not in (None, row.account_id):
+            raise NotFound(f"Authorization '{authorization_id}' not found", code="authorization_not_found")
+        return service.authorization_view(row._mapping, request.app.state.clock.now(), event_id=row.event_id)

@@ -2,11 +2,11 @@ from datetime import datetime
 from decimal import Decimal
 
 import asyncpg
-from sqlalchemy import Row, select
+from sqlalchemy import Row, func, literal, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.tables import accounts, grants, ledger_entries, usage_events
+from app.tables import accounts, authorizations, grants, ledger_entries, usage_events
 
 
 async def account_exists(conn: AsyncConnection, account_id: str) -> bool:
@@ -20,17 +20,20 @@ async def insert_account(conn: AsyncConnection, *, account_id: str, name: str, o
         insert(accounts)
         .values(id=account_id, name=name, overdraft_limit=overdraft_limit)
         .on_conflict_do_nothing(index_elements=[accounts.c.id])
-        .returning(accounts)
+        .returning(accounts, literal(0).label("pending"))
     )
     return (await conn.execute(query)).first()
 
 
-async def get_account(conn: AsyncConnection, account_id: str) -> Row | None:
-    return (await conn.execute(select(accounts).where(accounts.c.id == account_id))).first()
+async def get_account(conn: AsyncConnection, account_id: str, now: datetime) -> Row | None:
+    query = select(accounts, pending_of(now)).where(accounts.c.id == account_id)
+    return (await conn.execute(query)).first()
 
 
-async def list_accounts(conn: AsyncConnection, *, only: str | None, after: str | None, limit: int) -> list[Row]:
-    query = select(accounts).order_by(accounts.c.id).limit(limit)
+async def list_accounts(
+    conn: AsyncConnection, *, only: str | None, after: str | None, limit: int, now: datetime
+) -> list[Row]:
+    query = select(accounts, pending_of(now)).order_by(accounts.c.id).limit(limit)
     if only is not None:
         query = query.where(accounts.c.id == only)
     if after is not None:
@@ -181,3 +184,76 @@ async def list_entries(
     if after is not None:
         query = query.where(ledger_entries.c.id > after)
     return list(await conn.execute(query))
+
+
+def open_holds(now: datetime):
+    """Holds still reserving credits: neither settled nor released, and not yet expired."""
+    return (
+        authorizations.c.settled_at.is_(None)
+        & authorizations.c.released_at.is_(None)
+        & (authorizations.c.expires_at > now)
+    )
+
+
+def pending_of(now: datetime):
+    """`pending` of the account row in the enclosing query."""
+    return (
+        select(func.coalesce(func.sum(authorizations.c.amount), 0))
+        .where((authorizations.c.account_id == accounts.c.id) & open_holds(now))
+        .scalar_subquery()
+        .label("pending")
+    )
+
+
+async def pending(conn: asyncpg.Connection, account_id: str, now: datetime) -> Decimal:
+    return await conn.fetchval(
+        "SELECT coalesce(sum(amount), 0) FROM authorizations WHERE account_id = $1 "
+        "AND settled_at IS NULL AND released_at IS NULL AND expires_at > $2",
+        account_id,
+        now,
+    )
+
+
+async def insert_authorization(conn: asyncpg.Connection, values: dict) -> asyncpg.Record:
+    columns = ", ".join(values)
+    placeholders = ", ".join(f"${n}" for n in range(1, len(values) + 1))
+    return await conn.fetchrow(
+        f"INSERT INTO authorizations ({columns}) VALUES ({placeholders}) RETURNING *",  # noqa: S608 (our keys)
+        *values.values(),
+    )
+
+
+async def lock_authorizations(conn: asyncpg.Connection, ids: list[str]) -> list[asyncpg.Record]:
+    return await conn.fetch("SELECT * FROM authorizations WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE", ids)
+
+
+async def release_authorization(conn: asyncpg.Connection, authorization_id: str, now: datetime) -> asyncpg.Record:
+    return await conn.fetchrow(
+        "UPDATE authorizations SET released_at = coalesce(released_at, $2) WHERE id = $1 RETURNING *",
+        authorization_id,
+        now,
+    )
+
+
+async def settle_authorizations(
+    conn: asyncpg.Connection, settled: list[tuple[str, int, Decimal]], now: datetime
+) -> None:
+    """(authorization id, usage event id, amount charged) for each hold a usage event settles."""
+    ids, events, amounts = zip(*settled, strict=True)
+    await conn.execute(
+        "UPDATE authorizations SET settled_at = $4, usage_event_id = s.event, settled_amount = s.amount "
+        "FROM unnest($1::text[], $2::bigint[], $3::numeric[]) AS s(id, event, amount) WHERE authorizations.id = s.id",
+        ids,
+        events,
+        amounts,
+        now,
+    )
+
+
+async def get_authorization(conn: AsyncConnection, authorization_id: str) -> Row | None:
+    query = (
+        select(authorizations, usage_events.c.event_id)
+        .outerjoin(usage_events, usage_events.c.id == authorizations.c.usage_event_id)
+        .where(authorizations.c.id == authorization_id)
+    )
+    return (await conn.execute(query)).first()

@@ -68,3 +68,33 @@ class LedgerEntry(msgspec.Struct):
     grant_id: int | None
     description: str | None
     created_at: datetime
+
+
+class AuthorizationCreate(msgspec.Struct, forbid_unknown_fields=True):
+    """Hold the worst-case cost of a call before making it: `max_output_tokens` of output."""
+
+    model: Annotated[str, msgspec.Meta(min_length=1, max_length=300)]
+    input_tokens: int
+    max_output_tokens: int
+    account_id: str | None = None
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    ttl_seconds: Annotated[int, msgspec.Meta(ge=1, le=7 * 24 * 3600)] = 600
+
+
+class Authorization(msgspec.Struct):
+    id: str
+    account_id: str
+    model: str
+    amount: str
+    status: Literal["pending", "settled", "released", "expired"]
+    input_tokens: int
+    max_output_tokens: int
+    price_version: int
+    created_at: datetime
+    expires_at: datetime
+    released_at: datetime | None
+    settled_at: datetime | None
+    settled_amount: str | None
+    event_id: str | None
+    available: str | None = None

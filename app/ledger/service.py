@@ -1,5 +1,5 @@
 import secrets
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 import asyncpg
@@ -7,16 +7,27 @@ import msgspec
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app import db, idempotency
-from app.errors import Conflict, InvalidRequest, NotFound
+from app import db, idempotency, pricing
+from app.auth import Principal
+from app.catalog.service import Catalog
+from app.errors import AppError, Conflict, InvalidRequest, NotFound
 from app.ledger import repository
-from app.ledger.schemas import Account, AccountCreate, Balance, Grant, GrantCreate, GrantCreated, LedgerEntry
+from app.ledger.schemas import (
+    Account,
+    AccountCreate,
+    Authorization,
+    AuthorizationCreate,
+    Balance,
+    Grant,
+    GrantCreate,
+    GrantCreated,
+    LedgerEntry,
+)
 from app.money import check_amount, money
 
 
 def to_account(row: Row) -> Account:
-    # Holds arrive with authorizations; until then nothing is pending.
-    pending = Decimal(0)
+    pending = Decimal(row.pending)
     return Account(
         id=row.id,
         name=row.name,
@@ -38,8 +49,8 @@ async def create_account(conn: AsyncConnection, data: AccountCreate) -> Account:
     return to_account(row)
 
 
-async def get_account(conn: AsyncConnection, account_id: str) -> Account:
-    row = await repository.get_account(conn, account_id)
+async def get_account(conn: AsyncConnection, account_id: str, now: datetime) -> Account:
+    row = await repository.get_account(conn, account_id, now)
     if row is None:
         raise NotFound(f"Account '{account_id}' not found", code="account_not_found")
     return to_account(row)
@@ -253,3 +264,96 @@ def balance_view(row) -> Balance:
         available=account.available,
         overdraft_limit=account.overdraft_limit,
     )
+
+
+class InsufficientCredits(AppError):
+    status = 402
+    code = "insufficient_credits"
+
+
+def authorization_view(row, now: datetime, available: Decimal | None = None, event_id: str | None = None):
+    if row["settled_at"] is not None:
+        status = "settled"
+    elif row["released_at"] is not None:
+        status = "released"
+    else:
+        status = "expired" if row["expires_at"] <= now else "pending"
+    return Authorization(
+        id=row["id"],
+        account_id=row["account_id"],
+        model=row["model_id"],
+        amount=money(row["amount"]),
+        status=status,
+        input_tokens=row["input_tokens"],
+        max_output_tokens=row["max_output_tokens"],
+        price_version=row["price_id"],
+        created_at=row["created_at"],
+        expires_at=row["expires_at"],
+        released_at=row["released_at"],
+        settled_at=row["settled_at"],
+        settled_amount=money(row["settled_amount"]) if row["settled_amount"] is not None else None,
+        event_id=event_id,
+        available=money(available) if available is not None else None,
+    )
+
+
+async def authorize(
+    conn: asyncpg.Connection, account_id: str, data: AuthorizationCreate, catalog: Catalog, now: datetime
+) -> Authorization:
+    """Hold the call's worst-case cost, or refuse with 402. The account row is locked while the
+    available balance is checked and the hold written, so concurrent holds cannot overspend."""
+    model = catalog.require_available(data.model)
+    price = model.price_at(now)
+    margin = catalog.margin_at(model, now)
+    usage = pricing.Usage(
+        input_tokens=data.input_tokens,
+        output_tokens=0 if model.embedding else data.max_output_tokens,
+        cached_input_tokens=data.cached_input_tokens,
+        cache_write_tokens=data.cache_write_tokens,
+    )
+    quote = pricing.quote(
+        model.id,
+        price.rates if price else None,
+        usage,
+        embedding=model.embedding,
+        margin=margin,
+        credits_per_usd=catalog.credits_per_usd,
+    )
+    books = await open_books(conn, [account_id], now)
+    if account_id not in books.balance:
+        raise NotFound(f"Account '{account_id}' not found", code="account_not_found", param="account_id")
+    available = books.balance[account_id] - await repository.pending(conn, account_id, now)
+    if quote.credits > available:
+        raise InsufficientCredits(
+            f"The call may cost {money(quote.credits)} credits; {money(available)} are available",
+            param="account_id",
+        )
+    row = await repository.insert_authorization(
+        conn,
+        {
+            "id": f"auth_{secrets.token_hex(12)}",
+            "account_id": account_id,
+            "model_id": model.id,
+            "amount": quote.credits,
+            "input_tokens": data.input_tokens,
+            "max_output_tokens": data.max_output_tokens,
+            "price_id": price.id,
+            "margin": margin,
+            "created_at": now,
+            "expires_at": now + timedelta(seconds=data.ttl_seconds),
+        },
+    )
+    return authorization_view(row, now, available - quote.credits)
+
+
+async def release(conn: asyncpg.Connection, principal: Principal, authorization_id: str, now: datetime):
+    rows = await repository.lock_authorizations(conn, [authorization_id])
+    if not rows or principal.account_id not in (None, rows[0]["account_id"]):
+        raise NotFound(f"Authorization '{authorization_id}' not found", code="authorization_not_found")
+    if rows[0]["settled_at"] is not None:
+        raise Conflict(f"Authorization '{authorization_id}' was already settled", code="authorization_settled")
+    # Releasing twice, or after expiry, changes nothing and answers the same.
+    row = (
+        rows[0] if rows[0]["expires_at"] <= now else await repository.release_authorization(conn, authorization_id, now)
+    )
+    return authorization_view(row, now)

@@ -12,8 +12,9 @@ import msgspec
 from app import pricing
 from app.auth import Principal
 from app.catalog.service import Catalog
-from app.errors import TYPES, AppError, InvalidRequest, NotFound
+from app.errors import TYPES, AppError, Conflict, InvalidRequest, NotFound
 from app.idempotency import differing_fields, reused
+from app.ledger import repository as ledger_repository
 from app.ledger.service import open_books
 from app.money import money
 from app.usage import repository
@@ -203,6 +204,8 @@ async def record(conn: asyncpg.Connection, batch: list[Prepared], now: datetime)
         else:
             new.append(index)
 
+    settling = await claim_holds(conn, batch, new, outcomes)
+
     # Post in request order, so balance_after runs in the order the events were reported.
     positions, overdrawn = {}, {}
     for index in new:
@@ -217,12 +220,50 @@ async def record(conn: asyncpg.Connection, batch: list[Prepared], now: datetime)
         books.entries[positions[index]] = (*entry[:5], ids[(event.account_id, event.event_id)], *entry[6:])
         outcomes[index] = Outcome("created", event=created_view(event, entry[3], overdrawn[index], now))
     await books.close(conn, now)
+    if settling:
+        settled = [(hold, ids[(batch[i].account_id, batch[i].event_id)], batch[i].cost) for hold, i in settling.items()]
+        await ledger_repository.settle_authorizations(conn, settled, now)
 
     for index, event in enumerate(batch):
         if outcomes[index] is None:  # a repeat of an event earlier in this batch
             earlier = outcomes[first[(event.account_id, event.event_id)]]
             outcomes[index] = repeat_in_batch(event, batch[first[(event.account_id, event.event_id)]], earlier)
     return outcomes
+
+
+async def claim_holds(
+    conn: asyncpg.Connection, batch: list[Prepared], new: list[int], outcomes: list[Outcome | None]
+) -> dict[str, int]:
+    """The holds the new events settle ({authorization id: event index}); an event naming a hold
+    that is not its account's, or one already settled, fails and is dropped from `new`."""
+    wanted = sorted({batch[i].authorization_id for i in new if batch[i].authorization_id})
+    if not wanted:
+        return {}
+    holds = {row["id"]: row for row in await ledger_repository.lock_authorizations(conn, wanted)}
+    settling: dict[str, int] = {}
+    for index in list(new):
+        event = batch[index]
+        if event.authorization_id is None:
+            continue
+        hold = holds.get(event.authorization_id)
+        if hold is None or hold["account_id"] != event.account_id:
+            error = NotFound(
+                f"Authorization '{event.authorization_id}' not found",
+                code="authorization_not_found",
+                param="authorization_id",
+            )
+        elif hold["settled_at"] is not None or event.authorization_id in settling:
+            error = Conflict(
+                f"Authorization '{event.authorization_id}' was already settled by another event",
+                code="authorization_settled",
+                param="authorization_id",
+            )
+        else:
+            settling[event.authorization_id] = index
+            continue
+        outcomes[index] = Outcome("error", error=error)
+        new.remove(index)
+    return settling
 
 
 def replay(event: Prepared, row: Any) -> Outcome:

@@ -1,0 +1,45 @@
+from decimal import Decimal
+from typing import Any
+
+from litestar import Controller, Request, post
+from litestar.params import JSONBody
+
+from app.auth import Principal
+from app.db import Db
+from app.errors import InvalidRequest, NotFound
+from app.estimates import service
+from app.estimates.schemas import Comparison, Estimate, EstimateIn, Funds
+from app.ledger import repository as ledger_repository
+from app.money import money
+
+
+class EstimateController(Controller):
+    path = "/estimate"
+    tags = ["estimates"]
+
+    @post("/", opt={"scope": "catalog:read"}, status_code=200)
+    async def estimate(
+        self, request: Request[Principal, str, Any], db: Db, data: JSONBody[EstimateIn]
+    ) -> Estimate | Comparison:
+        """Price a call without recording it; `models` compares the same call across models, cheapest first."""
+        if (data.model is None) == (data.models is None):
+            raise InvalidRequest("Give either `model` or `models`", param="model")
+        state = request.app.state
+        catalog, now, finance = state.catalog.catalog, state.clock.now(), request.user.is_finance
+        usage = service.usage_of(data)
+        if data.model is not None:
+            result, _ = service.estimate(catalog, data.model, usage, now, finance=finance)
+            estimates = [result]
+        else:
+            result = service.compare(catalog, data.models, usage, now, finance=finance)
+            estimates = result.estimates
+        if data.account_id is not None or request.user.account_id is not None:
+            account_id = request.user.account(data.account_id)
+            async with db.connect() as conn:
+                row = await ledger_repository.get_account(conn, account_id, now)
+            if row is None:
+                raise NotFound(f"Account '{account_id}' not found", code="account_not_found", param="account_id")
+            available = row.balance - row.pending
+            for view in estimates:
+                view.account = Funds(account_id, money(available), Decimal(view.credits) <= available)
+        return result

@@ -1,0 +1,57 @@
+from typing import Annotated
+
+import msgspec
+
+from app.usage.schemas import ErrorObject
+
+ModelRef = Annotated[str, msgspec.Meta(min_length=1, max_length=300)]
+
+
+class EstimateIn(msgspec.Struct, forbid_unknown_fields=True):
+    """A call to price: `model`, or `models` to compare the same call on several (cheapest first).
+    `max_output_tokens` stands in for `output_tokens` when the output is not known yet."""
+
+    input_tokens: int
+    model: ModelRef | None = None
+    models: Annotated[list[ModelRef], msgspec.Meta(min_length=1, max_length=50)] | None = None
+    output_tokens: int | None = None
+    max_output_tokens: int | None = None
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    account_id: str | None = None
+
+
+class Line(msgspec.Struct):
+    kind: str
+    tokens: int | None
+    rate_per_1m: str
+    credits: str
+
+
+class Funds(msgspec.Struct):
+    account_id: str
+    available: str
+    covered: bool
+
+
+class Estimate(msgspec.Struct, omit_defaults=True):
+    model: str
+    credits: str
+    price_version: int
+    effective_from: str
+    tier: int | None
+    breakdown: list[Line]
+    account: Funds | None = None
+    upstream_cost_usd: str | msgspec.UnsetType = msgspec.UNSET
+    margin: str | msgspec.UnsetType = msgspec.UNSET
+
+
+class Unavailable(msgspec.Struct):
+    model: str
+    error: ErrorObject
+
+
+class Comparison(msgspec.Struct):
+    estimates: list[Estimate]
+    unavailable: list[Unavailable]

@@ -1,0 +1,70 @@
+"""Estimates use `pricing.quote`, the function that prices real charges, so a quote and the charge
+for the same usage are the same number."""
+
+from dataclasses import replace
+from datetime import datetime
+from decimal import Decimal
+
+from app import pricing
+from app.catalog.service import Catalog, exact
+from app.errors import AppError, InvalidRequest
+from app.estimates.schemas import Comparison, Estimate, EstimateIn, Line, Unavailable
+from app.money import money
+from app.usage.service import error_object
+
+
+def usage_of(data: EstimateIn) -> pricing.Usage:
+    if data.output_tokens is not None and data.max_output_tokens is not None:
+        raise InvalidRequest("Give `output_tokens` or `max_output_tokens`, not both", param="max_output_tokens")
+    output = data.output_tokens if data.output_tokens is not None else data.max_output_tokens or 0
+    return pricing.Usage(
+        input_tokens=data.input_tokens,
+        output_tokens=output,
+        cached_input_tokens=data.cached_input_tokens,
+        cache_write_tokens=data.cache_write_tokens,
+        reasoning_tokens=data.reasoning_tokens,
+    )
+
+
+def estimate(
+    catalog: Catalog, model_ref: str, usage: pricing.Usage, now: datetime, *, finance: bool, compared: bool = False
+) -> tuple[Estimate, Decimal]:
+    model = catalog.require_available(model_ref)
+    price = model.price_at(now)
+    margin = catalog.margin_at(model, now)
+    if compared and model.embedding:
+        # Compared with language models, an embedding model simply produces no output.
+        usage = replace(usage, output_tokens=0, reasoning_tokens=0)
+    quote = pricing.quote(
+        model.id,
+        price.rates if price else None,
+        usage,
+        embedding=model.embedding,
+        margin=margin,
+        credits_per_usd=catalog.credits_per_usd,
+    )
+    lines = [Line(line.kind, line.tokens, exact(line.rate_credits_per_1m), money(line.credits)) for line in quote.lines]
+    view = Estimate(
+        model=model.id,
+        credits=money(quote.credits),
+        price_version=price.id,
+        effective_from=price.effective_from.isoformat(),
+        tier=quote.tier,
+        breakdown=lines,
+    )
+    if finance:
+        view.upstream_cost_usd, view.margin = money(quote.upstream_usd), exact(margin)
+    return view, quote.credits
+
+
+def compare(catalog: Catalog, models: list[str], usage: pricing.Usage, now: datetime, *, finance: bool) -> Comparison:
+    """The same call on several models, cheapest first; a model that cannot be priced is listed apart."""
+    pricing.validate_usage(usage, embedding=False)
+    priced, unavailable = [], []
+    for ref in dict.fromkeys(models):
+        try:
+            priced.append(estimate(catalog, ref, usage, now, finance=finance, compared=True))
+        except AppError as error:
+            unavailable.append(Unavailable(model=ref, error=error_object(error)))
+    priced.sort(key=lambda item: (item[1], item[0].model))
+    return Comparison(estimates=[view for view, _ in priced], unavailable=unavailable)

@@ -28,6 +28,7 @@ from app.estimates.endpoints import EstimateController
 from app.keys.endpoints import KeyController
 from app.ledger.endpoints import AccountController, AuthorizationController
 from app.ledger.service import expire_due_grants
+from app.reports.endpoints import ReportController
 from app.usage.coalescer import Coalescer
 from app.usage.endpoints import UsageController
 
@@ -122,6 +123,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             UsageController,
             AuthorizationController,
             EstimateController,
+            ReportController,
         ],
         security=[{"ApiKey": []}, {"Bearer": []}],
     )

@@ -289,5 +289,7 @@ usage_rollups = Table(
     Column("upstream_cost_usd", Money, nullable=False),
     # The credits' USD value: each event's cost / its credits_per_usd, rounded to 9 places, summed.
     Column("credits_usd", Money, nullable=False),
+    # Credits given back by reversals of these events (counted on the day the event occurred).
+    Column("reversed", Money, nullable=False, server_default="0"),
     Index(None, "account_id", "day"),
 )

@@ -11,10 +11,13 @@ from app import idempotency
 from app.auth import Principal
 from app.db import Db
 from app.errors import InvalidRequest, NotFound
+from app.exports import Format, csv_response, to_csv, wants_csv
 from app.ledger import repository, service
 from app.ledger.schemas import (
     Account,
     AccountCreate,
+    Adjustment,
+    AdjustmentCreate,
     Authorization,
     AuthorizationCreate,
     Balance,
@@ -23,6 +26,8 @@ from app.ledger.schemas import (
     GrantCreate,
     GrantCreated,
     LedgerEntry,
+    Reversal,
+    ReversalCreate,
 )
 from app.pagination import DEFAULT_LIMIT, Page, aware, check_limit, decode_cursor, page
 
@@ -81,6 +86,34 @@ class AccountController(Controller):
         headers = {"Idempotent-Replayed": "true"} if status == 200 else {}
         return Response(body, status_code=status, headers=headers)
 
+    @post("/{account_id:str}/adjustments", opt={"scope": "admin"}, status_code=201)
+    async def create_adjustment(
+        self,
+        request: Request[Principal, str, object],
+        account_id: FromPath[str],
+        data: JSONBody[AdjustmentCreate],
+        idempotency_key: Annotated[str | None, HeaderParameter(name="Idempotency-Key")] = None,
+    ) -> Response[Adjustment]:
+        """Credit (positive `amount`) or debit (negative) an account, with a reason; idempotent with a key."""
+        state = request.app.state
+        account_id = request.user.account(account_id)
+        status, body = await database.transaction(
+            state.pool, lambda conn: service.adjust(conn, account_id, data, state.clock.now(), idempotency_key)
+        )
+        return Response(body, status_code=status, headers={"Idempotent-Replayed": "true"} if status == 200 else {})
+
+    @post("/{account_id:str}/reversals", opt={"scope": "admin"}, status_code=201)
+    async def create_reversal(
+        self, request: Request[Principal, str, object], account_id: FromPath[str], data: JSONBody[ReversalCreate]
+    ) -> Response[Reversal]:
+        """Give back what a usage event was charged, as a new entry; reversing it again replays the first answer."""
+        state = request.app.state
+        account_id = request.user.account(account_id)
+        status, body = await database.transaction(
+            state.pool, lambda conn: service.reverse(conn, account_id, data, state.clock.now())
+        )
+        return Response(body, status_code=status, headers={"Idempotent-Replayed": "true"} if status == 200 else {})
+
     @get("/{account_id:str}/grants", opt={"scope": "ledger:read"})
     async def list_grants(
         self, request: Request[Principal, str, object], db: Db, account_id: FromPath[str]
@@ -111,9 +144,12 @@ class AccountController(Controller):
         to: FromQuery[datetime | None] = None,
         cursor: FromQuery[str | None] = None,
         limit: FromQuery[int] = DEFAULT_LIMIT,
+        format_: Format = None,
     ) -> Page[LedgerEntry]:
-        """Ledger entries in posting order, each with `balance_after`; filter by `kind` (repeatable) and [from, to)."""
+        """Ledger entries in posting order, each with `balance_after`; filter by `kind` (repeatable) and [from, to).
+        With `format=csv` (or `Accept: text/csv`): every matching entry as one CSV file, for finance."""
         after = decode_cursor(cursor, int)
+        export = wants_csv(request, format_)
         async with db.connect() as conn:
             account = await service.get_account(conn, request.user.account(account_id), request.app.state.clock.now())
             rows = await repository.list_entries(
@@ -123,8 +159,13 @@ class AccountController(Controller):
                 start=aware(from_, "from"),
                 end=aware(to, "to"),
                 after=after[0] if after else None,
-                limit=check_limit(limit) + 1,
+                limit=None if export else check_limit(limit) + 1,
             )
+        if export:
+            header = list(LedgerEntry.__struct_fields__)
+            entries = [service.entry_view(row) for row in rows]
+            body = to_csv(header, [[getattr(entry, name) for name in header] for entry in entries])
+            return csv_response(body, f"ledger-{account.id}.csv")
         return page(rows, limit, lambda row: (row.id,), service.entry_view)
 
 

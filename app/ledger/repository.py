@@ -166,7 +166,7 @@ async def list_entries(
     start: datetime | None,
     end: datetime | None,
     after: int | None,
-    limit: int,
+    limit: int | None,
 ) -> list[Row]:
     query = (
         select(ledger_entries, usage_events.c.event_id)
@@ -257,3 +257,26 @@ async def get_authorization(conn: AsyncConnection, authorization_id: str) -> Row
         .where(authorizations.c.id == authorization_id)
     )
     return (await conn.execute(query)).first()
+
+
+async def usage_event_for_reversal(conn: asyncpg.Connection, account_id: str, event_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        """
+        SELECT u.id, u.cost, r.amount AS reversal_amount, r.description AS reversal_reason,
+               r.balance_after AS reversal_balance_after, r.created_at AS reversed_at
+        FROM usage_events u
+        LEFT JOIN ledger_entries r ON r.usage_event_id = u.id AND r.kind = 'reversal'
+        WHERE u.account_id = $1 AND u.event_id = $2
+        """,
+        account_id,
+        event_id,
+    )
+
+
+async def add_reversal_to_rollup(conn: asyncpg.Connection, usage_event_id: int) -> None:
+    await conn.execute(
+        "UPDATE usage_rollups r SET reversed = r.reversed + e.cost FROM usage_events e "
+        "WHERE e.id = $1 AND r.day = (e.occurred_at AT TIME ZONE 'UTC')::date "
+        "AND r.account_id = e.account_id AND r.model_id = e.model_id",
+        usage_event_id,
+    )

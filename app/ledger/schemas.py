@@ -98,3 +98,36 @@ class Authorization(msgspec.Struct):
     settled_amount: str | None
     event_id: str | None
     available: str | None = None
+
+
+class AdjustmentCreate(msgspec.Struct, forbid_unknown_fields=True):
+    """A correction by an operator: positive credits the account, negative debits it."""
+
+    amount: Decimal
+    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
+
+
+class Adjustment(msgspec.Struct, omit_defaults=True):
+    account_id: str
+    amount: str
+    reason: str
+    balance_after: str
+    created_at: datetime
+    replay: bool = False
+
+
+class ReversalCreate(msgspec.Struct, forbid_unknown_fields=True):
+    """Give back the credits charged for a usage event; the event itself stays as it was."""
+
+    event_id: str
+    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
+
+
+class Reversal(msgspec.Struct, omit_defaults=True):
+    account_id: str
+    event_id: str
+    amount: str
+    reason: str
+    balance_after: str
+    created_at: datetime
+    replay: bool = False

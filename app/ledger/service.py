@@ -15,6 +15,8 @@ from app.ledger import repository
 from app.ledger.schemas import (
     Account,
     AccountCreate,
+    Adjustment,
+    AdjustmentCreate,
     Authorization,
     AuthorizationCreate,
     Balance,
@@ -22,6 +24,8 @@ from app.ledger.schemas import (
     GrantCreate,
     GrantCreated,
     LedgerEntry,
+    Reversal,
+    ReversalCreate,
 )
 from app.money import check_amount, money
 
@@ -357,3 +361,75 @@ async def release(conn: asyncpg.Connection, principal: Principal, authorization_
         rows[0] if rows[0]["expires_at"] <= now else await repository.release_authorization(conn, authorization_id, now)
     )
     return authorization_view(row, now)
+
+
+async def adjust(
+    conn: asyncpg.Connection, account_id: str, data: AdjustmentCreate, now: datetime, idempotency_key: str | None
+) -> tuple[int, dict]:
+    amount = check_amount(data.amount, "amount", allow_negative=True)
+    if amount == 0:
+        raise InvalidRequest("`amount` must not be zero", param="amount")
+    scope = f"adjustment:{account_id}"
+    request = {"amount": money(amount), "reason": data.reason}
+    if idempotency_key is not None and (replay := await idempotency.claim(conn, scope, idempotency_key, request)):
+        return replay.status, replay.body
+    books = await open_books(conn, [account_id], now)
+    if account_id not in books.balance:
+        raise NotFound(f"Account '{account_id}' not found", code="account_not_found")
+    if amount > 0:
+        _, after = await add_credits(
+            conn,
+            books,
+            account_id,
+            amount,
+            kind="adjustment",
+            counterparty="system:adjustments",
+            description=data.reason,
+            expires_at=None,
+            now=now,
+        )
+    else:
+        after = books.post(account_id, "adjustment", amount, "system:adjustments", description=data.reason)
+    await books.close(conn, now)
+    body = msgspec.to_builtins(Adjustment(account_id, money(amount), data.reason, money(after), now))
+    if idempotency_key is not None:
+        await idempotency.remember(conn, scope, idempotency_key, 201, body)
+    return 201, body
+
+
+async def reverse(conn: asyncpg.Connection, account_id: str, data: ReversalCreate, now: datetime) -> tuple[int, dict]:
+    """Credit back a usage event's charge as a new `reversal` entry; reversing it again replays."""
+    books = await open_books(conn, [account_id], now)
+    if account_id not in books.balance:
+        raise NotFound(f"Account '{account_id}' not found", code="account_not_found")
+    event = await repository.usage_event_for_reversal(conn, account_id, data.event_id)
+    if event is None:
+        raise NotFound(f"Usage event '{data.event_id}' not found", code="usage_event_not_found", param="event_id")
+    if event["reversal_amount"] is not None:
+        body = Reversal(
+            account_id,
+            data.event_id,
+            money(event["reversal_amount"]),
+            event["reversal_reason"],
+            money(event["reversal_balance_after"]),
+            event["reversed_at"],
+            replay=True,
+        )
+        return 200, msgspec.to_builtins(body)
+    _, after = await add_credits(
+        conn,
+        books,
+        account_id,
+        event["cost"],
+        kind="reversal",
+        counterparty="system:revenue",
+        description=data.reason,
+        expires_at=None,
+        now=now,
+        usage_event_id=event["id"],
+    )
+    await books.close(conn, now)
+    await repository.add_reversal_to_rollup(conn, event["id"])
+    return 201, msgspec.to_builtins(
+        Reversal(account_id, data.event_id, money(event["cost"]), data.reason, money(after), now)
+    )

@@ -42,7 +42,7 @@ INSERT = f"""
         RETURNING *
     ), rollups AS (
         INSERT INTO usage_rollups AS r
-        SELECT (e.occurred_at AT TIME ZONE 'UTC')::date, e.account_id, e.model_id, {ROLLUP_SUMS}
+        SELECT (e.occurred_at AT TIME ZONE 'UTC')::date, e.account_id, e.model_id, {ROLLUP_SUMS}, 0
         FROM e GROUP BY 1, 2, 3
         ON CONFLICT (day, account_id, model_id) DO UPDATE SET
             {", ".join(f"{c} = r.{c} + excluded.{c}" for c in ROLLUP_COLUMNS)}

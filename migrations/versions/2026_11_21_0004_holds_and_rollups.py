@@ -29,6 +29,7 @@ def upgrade() -> None:
         sa.Column("cost", sa.Numeric(precision=38, scale=9), nullable=False),
         sa.Column("upstream_cost_usd", sa.Numeric(precision=38, scale=9), nullable=False),
         sa.Column("credits_usd", sa.Numeric(precision=38, scale=9), nullable=False),
+        sa.Column("reversed", sa.Numeric(precision=38, scale=9), server_default="0", nullable=False),
         sa.ForeignKeyConstraint(["account_id"], ["accounts.id"], name=op.f("fk_usage_rollups_account_id_accounts")),
         sa.ForeignKeyConstraint(["model_id"], ["models.id"], name=op.f("fk_usage_rollups_model_id_models")),
         sa.PrimaryKeyConstraint("day", "account_id", "model_id", name=op.f("pk_usage_rollups")),
@@ -80,7 +81,7 @@ def upgrade() -> None:
         INSERT INTO usage_rollups
         SELECT (occurred_at AT TIME ZONE 'UTC')::date, account_id, model_id, count(*), sum(input_tokens),
                sum(output_tokens), sum(cached_input_tokens), sum(cache_write_tokens), sum(reasoning_tokens),
-               sum(cost), sum(upstream_cost_usd), sum(round(cost / credits_per_usd, 9))
+               sum(cost), sum(upstream_cost_usd), sum(round(cost / credits_per_usd, 9)), 0
         FROM usage_events GROUP BY 1, 2, 3
         """
     )

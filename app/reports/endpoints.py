@@ -1,0 +1,62 @@
+from typing import Annotated, Any
+
+from litestar import Controller, Request, get
+from litestar.params import FromQuery, QueryParameter
+
+from app.auth import Principal
+from app.db import Db
+from app.exports import Format, csv_response, to_csv, wants_csv
+from app.reports import service
+from app.reports.schemas import MONEY_METRICS, TOKEN_METRICS, TrialBalance, TrialBalanceRow, UsageReport
+
+AnyRequest = Request[Principal, str, Any]
+From = Annotated[str | None, QueryParameter(name="from", description="A date (midnight UTC) or an RFC 3339 time")]
+To = Annotated[str | None, QueryParameter(name="to", description="Exclusive; a date or an RFC 3339 time")]
+
+
+class ReportController(Controller):
+    path = "/reports"
+    tags = ["reports"]
+    opt = {"scope": "ledger:read"}
+
+    @get("/usage")
+    async def usage_report(
+        self,
+        request: AnyRequest,
+        db: Db,
+        group_by: FromQuery[str | None] = None,
+        account_id: FromQuery[str | None] = None,
+        from_: From = None,
+        to: To = None,
+        format_: Format = None,
+    ) -> UsageReport:
+        """Usage totals grouped by any of account, model, provider, day, month (e.g. `model,day`); JSON or CSV."""
+        keys = service.parse_group_by(group_by)
+        start, end = service.parse_bound(from_, "from"), service.parse_bound(to, "to")
+        async with db.connect() as conn:
+            report = await service.usage_report(conn, keys, request.user.account(account_id), start, end)
+        if not wants_csv(request, format_):
+            return report
+        metrics = ["events", *TOKEN_METRICS, *MONEY_METRICS, "gross_margin_pct"]
+        rows = [[*(getattr(row, k) for k in keys), *(getattr(row, m) for m in metrics)] for row in report.rows]
+        return csv_response(to_csv([*keys, *metrics], rows), "usage-report.csv")
+
+    @get("/trial-balance")
+    async def trial_balance(
+        self,
+        request: AnyRequest,
+        db: Db,
+        account_id: FromQuery[str | None] = None,
+        from_: From = None,
+        to: To = None,
+        format_: Format = None,
+    ) -> TrialBalance:
+        """Per account for [from, to): opening balance, grants, usage, adjustments, reversals, expirations, closing."""
+        start, end = service.parse_bound(from_, "from"), service.parse_bound(to, "to")
+        async with db.connect() as conn:
+            report = await service.trial_balance(conn, request.user.account(account_id), start, end)
+        if not wants_csv(request, format_):
+            return report
+        header = list(TrialBalanceRow.__struct_fields__)
+        rows = [[getattr(row, name) for name in header] for row in report.accounts]
+        return csv_response(to_csv(header, rows), "trial-balance.csv")

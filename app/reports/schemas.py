@@ -1,0 +1,56 @@
+from datetime import date, datetime
+
+import msgspec
+
+GROUP_KEYS = ("account", "model", "provider", "day", "month")
+TOKEN_METRICS = ("input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens")
+MONEY_METRICS = ("credits", "credits_reversed", "credits_usd", "upstream_cost_usd", "gross_margin_usd")
+
+
+class UsageRow(msgspec.Struct, omit_defaults=True):
+    """One group. `credits` are charged credits; `credits_usd` their value in USD; the gross margin
+    is that value less the upstream cost. Reversals are shown apart, on the day of the event."""
+
+    events: int
+    input_tokens: int
+    output_tokens: int
+    cached_input_tokens: int
+    cache_write_tokens: int
+    reasoning_tokens: int
+    credits: str
+    credits_reversed: str
+    credits_usd: str
+    upstream_cost_usd: str
+    gross_margin_usd: str
+    gross_margin_pct: str | None
+    account: str | msgspec.UnsetType = msgspec.UNSET
+    model: str | msgspec.UnsetType = msgspec.UNSET
+    provider: str | msgspec.UnsetType = msgspec.UNSET
+    day: date | msgspec.UnsetType = msgspec.UNSET
+    month: str | msgspec.UnsetType = msgspec.UNSET
+
+
+class UsageReport(msgspec.Struct, rename={"start": "from", "end": "to"}):
+    group_by: list[str]
+    start: datetime | None
+    end: datetime | None
+    source: str
+    rows: list[UsageRow]
+    totals: UsageRow
+
+
+class TrialBalanceRow(msgspec.Struct):
+    account_id: str
+    opening: str
+    grants: str
+    usage: str
+    adjustments: str
+    reversals: str
+    expirations: str
+    closing: str
+
+
+class TrialBalance(msgspec.Struct, rename={"start": "from", "end": "to"}):
+    start: datetime | None
+    end: datetime | None
+    accounts: list[TrialBalanceRow]

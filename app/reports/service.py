@@ -1,0 +1,107 @@
+from datetime import UTC, date, datetime, time
+from decimal import ROUND_HALF_EVEN, Decimal
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.errors import InvalidRequest
+from app.money import money
+from app.reports import repository
+from app.reports.schemas import (
+    GROUP_KEYS,
+    TOKEN_METRICS,
+    TrialBalance,
+    TrialBalanceRow,
+    UsageReport,
+    UsageRow,
+)
+
+PERCENT = Decimal("0.01")
+
+
+def parse_group_by(raw: str | None) -> list[str]:
+    keys = [key.strip() for key in (raw or "").split(",") if key.strip()]
+    unknown = [key for key in keys if key not in GROUP_KEYS]
+    if unknown:
+        raise InvalidRequest(
+            f"Unknown `group_by` value {unknown[0]!r}; use any of {', '.join(GROUP_KEYS)}", param="group_by"
+        )
+    if len(set(keys)) != len(keys):
+        raise InvalidRequest("`group_by` names a key twice", param="group_by")
+    return keys
+
+
+def parse_bound(raw: str | None, name: str) -> datetime | None:
+    """A date (`2026-11-01`, midnight UTC) or an RFC 3339 time with its offset."""
+    if raw is None:
+        return None
+    try:
+        if len(raw) == 10:
+            return datetime.combine(date.fromisoformat(raw), time(), UTC)
+        value = datetime.fromisoformat(raw)
+    except ValueError:
+        raise InvalidRequest(f"`{name}` must be a date or an RFC 3339 time", param=name) from None
+    if value.tzinfo is None:
+        raise InvalidRequest(f"`{name}` needs a time zone offset (RFC 3339)", param=name)
+    return value
+
+
+def whole_day(value: datetime | None) -> bool:
+    return value is None or value.astimezone(UTC).time() == time()
+
+
+def usage_row(row, group_by: list[str]) -> UsageRow:
+    credits_usd, upstream = row.credits_usd, row.upstream_cost_usd
+    margin = credits_usd - upstream
+    keys = {}
+    for key in group_by:
+        value = getattr(row, key)
+        keys[key] = value.strftime("%Y-%m") if key == "month" else value
+    return UsageRow(
+        events=int(row.events),
+        **{name: int(getattr(row, name)) for name in TOKEN_METRICS},
+        credits=money(row.cost),
+        credits_reversed=money(row.reversed),
+        credits_usd=money(credits_usd),
+        upstream_cost_usd=money(upstream),
+        gross_margin_usd=money(margin),
+        gross_margin_pct=str((margin * 100 / credits_usd).quantize(PERCENT, ROUND_HALF_EVEN)) if credits_usd else None,
+        **keys,
+    )
+
+
+async def usage_report(
+    conn: AsyncConnection, group_by: list[str], account_id: str | None, start: datetime | None, end: datetime | None
+) -> UsageReport:
+    if start is not None and end is not None and start >= end:
+        raise InvalidRequest("`from` must be before `to`", param="from")
+    # Whole UTC days come from the daily rollups; any other range is summed from the events.
+    if whole_day(start) and whole_day(end):
+        day = lambda t: t.astimezone(UTC).date() if t else None  # noqa: E731
+        rows = await repository.usage_from_rollups(conn, group_by, account_id, day(start), day(end))
+        totals = await repository.usage_from_rollups(conn, [], account_id, day(start), day(end))
+        source = "rollups"
+    else:
+        rows = await repository.usage_from_events(conn, group_by, account_id, start, end)
+        totals = await repository.usage_from_events(conn, [], account_id, start, end)
+        source = "events"
+    empty = UsageRow(0, 0, 0, 0, 0, 0, *[money(Decimal(0))] * 5, None)
+    return UsageReport(
+        group_by=group_by,
+        start=start,
+        end=end,
+        source=source,
+        rows=[usage_row(row, group_by) for row in rows],
+        totals=usage_row(totals[0], []) if totals else empty,
+    )
+
+
+async def trial_balance(
+    conn: AsyncConnection, account_id: str | None, start: datetime | None, end: datetime | None
+) -> TrialBalance:
+    rows = await repository.trial_balance(conn, account_id, start, end)
+    fields = ("opening", "grants", "usage", "adjustments", "reversals", "expirations", "closing")
+    return TrialBalance(
+        start=start,
+        end=end,
+        accounts=[TrialBalanceRow(row.account_id, *(money(getattr(row, f)) for f in fields)) for row in rows],
+    )

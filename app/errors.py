@@ -3,9 +3,11 @@
 import logging
 from typing import Any
 
+import asyncpg
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from sqlalchemy.exc import DBAPIError
 
 log = logging.getLogger("app.errors")
 
@@ -107,7 +109,7 @@ def handle_http_exception(_: Request, exc: HTTPException) -> Response:
         message, param = _describe_validation(exc)
         return Response(error_body(400, "validation_error", message, param), status_code=400)
     if status >= 500:
-        return handle_unexpected(_, exc)
+        return _internal_error(_, exc)
     return Response(
         error_body(status, CODES.get(status, "bad_request"), exc.detail or "Request failed"),
         status_code=status,
@@ -115,7 +117,43 @@ def handle_http_exception(_: Request, exc: HTTPException) -> Response:
     )
 
 
+# PostgreSQL cannot store these characters in text; a request carrying one is bad input, not a crash.
+BAD_TEXT = (
+    asyncpg.exceptions.CharacterNotInRepertoireError,
+    asyncpg.exceptions.UntranslatableCharacterError,
+)
+# The database is down, restarting or out of connections: the client should retry shortly.
+UNAVAILABLE = (
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.QueryCanceledError,
+    asyncpg.exceptions.InterfaceError,
+    ConnectionError,
+    TimeoutError,
+)
+
+
+def database_cause(exc: BaseException) -> BaseException:
+    """SQLAlchemy wraps driver errors; the driver's exception says what happened."""
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        return getattr(exc.orig, "__cause__", None) or exc.orig
+    return exc
+
+
 def handle_unexpected(request: Request, exc: Exception) -> Response:
+    cause = database_cause(exc)
+    if isinstance(cause, BAD_TEXT):
+        return Response(error_body(400, "validation_error", "Text must not contain NUL characters"), status_code=400)
+    if isinstance(cause, UNAVAILABLE) or (isinstance(exc, DBAPIError) and exc.connection_invalidated):
+        log.warning("database unavailable on %s %s: %r", request.method, request.url.path, cause)
+        body = error_body(503, "database_unavailable", "The database is unavailable; retry shortly")
+        return Response(body, status_code=503, headers={"Retry-After": "1"})
+    return _internal_error(request, exc)
+
+
+def _internal_error(request: Request, exc: Exception) -> Response:
     # Internals stay in the log; the client learns only that it was not their fault.
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     body = error_body(500, "internal_error", "Internal server error")

@@ -2,7 +2,7 @@
 with a fixed handful of set-based statements in one transaction."""
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -69,7 +69,11 @@ def prepare(
         raise InvalidRequest("`occurred_at` needs a time zone offset (RFC 3339)", param="occurred_at")
     if occurred_at > now + CLOCK_SKEW:
         raise InvalidRequest("`occurred_at` is in the future", param="occurred_at")
+    # Stored and answered in UTC, so the first answer, a replay and a listing show the same time.
+    occurred_at = occurred_at.astimezone(UTC)
     check_metadata(event.metadata)
+    for name in ("event_id", "model", "authorization_id"):
+        check_text(getattr(event, name), name)
     # Usage of a disabled provider's model still happened, so it is still charged.
     model = catalog.require(event.model)
     usage = pricing.Usage(**{name: getattr(event, name) for name in TOKEN_FIELDS})
@@ -100,12 +104,20 @@ def prepare(
     )
 
 
+def check_text(value: str | None, field: str) -> None:
+    # PostgreSQL text cannot hold NUL; refusing it here keeps one such event from failing a batch.
+    if value is not None and "\x00" in value:
+        raise InvalidRequest(f"`{field}` must not contain NUL characters", param=field)
+
+
 def check_metadata(metadata: dict[str, str] | None) -> None:
     if metadata is None:
         return
     if len(metadata) > MAX_METADATA_KEYS:
         raise InvalidRequest(f"`metadata` holds at most {MAX_METADATA_KEYS} keys", param="metadata")
     for key, value in metadata.items():
+        check_text(key, "metadata")
+        check_text(value, "metadata")
         if not key or len(key) > MAX_METADATA_LENGTH or len(value) > MAX_METADATA_LENGTH:
             raise InvalidRequest(
                 f"`metadata` keys must be 1 to {MAX_METADATA_LENGTH} characters, values at most as long",
@@ -226,8 +238,11 @@ async def record(conn: asyncpg.Connection, batch: list[Prepared], now: datetime)
 
     for index, event in enumerate(batch):
         if outcomes[index] is None:  # a repeat of an event earlier in this batch
-            earlier = outcomes[first[(event.account_id, event.event_id)]]
-            outcomes[index] = repeat_in_batch(event, batch[first[(event.account_id, event.event_id)]], earlier)
+            key = (event.account_id, event.event_id)
+            if key in existing:  # each copy is compared with what is stored, not with its neighbour
+                outcomes[index] = replay(event, existing[key])
+            else:
+                outcomes[index] = repeat_in_batch(event, batch[first[key]], outcomes[first[key]])
     return outcomes
 
 

@@ -17,9 +17,11 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app import db
-from app.auth import ApiKeyMiddleware, LastUsed, last_used_tracking, require_scope
+from app.auth import ApiKeyMiddleware, LastUsed, RateLimiter, last_used_tracking, require_scope
+from app.catalog import sync
 from app.catalog.endpoints import CatalogAdminController, ModelController, OpenAIModelController
-from app.catalog.service import CatalogStore
+from app.catalog.service import CatalogStore, now
+from app.catalog.sources import Upstreams
 from app.clock import Clock
 from app.config import Settings
 from app.db import Db
@@ -28,12 +30,13 @@ from app.estimates.endpoints import EstimateController
 from app.keys.endpoints import KeyController
 from app.ledger.endpoints import AccountController, AuthorizationController
 from app.ledger.service import expire_due_grants
+from app.observability import RequestIdMiddleware, configure_logging, metrics
 from app.reports.endpoints import ReportController
 from app.usage.coalescer import Coalescer
 from app.usage.endpoints import UsageController
 
 log = logging.getLogger("app")
-PUBLIC_PATHS = ["^/health$", "^/ready$", "^/schema"]
+PUBLIC_PATHS = ["^/health$", "^/ready$", "^/metrics$", "^/schema"]
 
 
 @get("/health", exclude_from_auth=True, tags=["service"])
@@ -79,24 +82,44 @@ async def sweep_expired_grants(state: State, interval: float) -> None:
             log.warning("expiring grants failed", exc_info=True)
 
 
+async def sync_catalog_periodically(state: State, sources: tuple[str, ...], interval: float) -> None:
+    """BILLING_SYNC_INTERVAL_SECONDS: one worker at a time syncs; the others skip the round."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            async with state.engine.connect() as conn:
+                result = await sync.sync_if_free(conn, state.upstreams, sources, at=now())
+            if result is not None:
+                for source in result.results:
+                    log.info("catalog sync: %s", sync.summary(source))
+                await state.catalog.refresh()
+        except Exception:  # the next round retries
+            log.warning("catalog sync failed", exc_info=True)
+
+
 def create_app(settings: Settings | None = None, clock: Clock | None = None) -> Litestar:
     settings = settings or Settings.from_env()
     clock = clock or Clock()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(settings.log_level)
     if settings.database_url is None:
         raise RuntimeError("DATABASE_URL must be set for the app; `billing serve` sets it for the embedded server")
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        engine = db.create_engine(settings.database_url, settings.db_pool_size)
+        engine = db.create_engine(settings.database_url, settings.db_pool_size, settings.statement_timeout_ms)
         state = app.state
         try:
             await db.check_schema(engine)
             state.engine = engine
-            state.pool = await db.create_pool(settings.database_url, settings.db_pool_size)
+            state.pool = await db.create_pool(
+                settings.database_url, settings.db_pool_size, settings.statement_timeout_ms
+            )
+            state.rate_limiter = RateLimiter(settings.rate_limit)
             state.clock = clock
             state.credits_per_usd = settings.credits_per_usd
             state.last_used = LastUsed()
+            state.upstreams = Upstreams.from_settings(settings)
+            state.sync_sources = settings.sync_sources
             state.catalog = CatalogStore(engine, settings.default_margin, settings.credits_per_usd)
             await state.catalog.refresh()
             state.coalescer = Coalescer(state.pool, clock)
@@ -105,6 +128,10 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
                 state.coalescer.run(),
                 sweep_expired_grants(state, settings.expiry_sweep_seconds),
             ]
+            if settings.sync_interval_seconds:
+                background.append(
+                    sync_catalog_periodically(state, settings.sync_sources, settings.sync_interval_seconds)
+                )
             async with background_tasks(background), last_used_tracking(engine, state.last_used):
                 yield
         finally:
@@ -128,11 +155,11 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         security=[{"ApiKey": []}, {"Bearer": []}],
     )
     return Litestar(
-        route_handlers=[health, ready, api],
+        route_handlers=[health, ready, metrics, api],
         guards=[require_scope],
         lifespan=[lifespan],
         dependencies={"db": Provide(provide_engine, sync_to_thread=False)},
-        middleware=[DefineMiddleware(ApiKeyMiddleware, exclude=PUBLIC_PATHS)],
+        middleware=[RequestIdMiddleware, DefineMiddleware(ApiKeyMiddleware, exclude=PUBLIC_PATHS)],
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(

@@ -5,7 +5,9 @@ import contextlib
 import hashlib
 import hmac
 import logging
+import math
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -14,7 +16,7 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.errors import Forbidden, NotFound, Unauthenticated
+from app.errors import AppError, Forbidden, NotFound, Unauthenticated
 from app.keys import repository
 
 log = logging.getLogger("app.auth")
@@ -113,10 +115,40 @@ async def authenticate(engine: AsyncEngine, key: str | None) -> Principal:
     return Principal(key_id=row.id, scopes=frozenset(row.scopes), account_id=row.account_id)
 
 
+class RateLimited(AppError):
+    status = 429
+    code = "rate_limited"
+
+
+class RateLimiter:
+    """A token bucket per API key: `rate` requests a second, bursts of up to one second's worth.
+
+    Buckets live in each worker process, so with N workers a key gets up to N x rate in all."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.buckets: dict[str, tuple[float, float]] = {}  # key id -> (tokens, when)
+
+    def check(self, key_id: str) -> None:
+        if not self.rate:
+            return
+        now = time.monotonic()
+        tokens, then = self.buckets.get(key_id, (self.rate, now))
+        tokens = min(self.rate, tokens + (now - then) * self.rate)
+        if tokens < 1:
+            self.buckets[key_id] = (tokens, now)
+            wait = math.ceil((1 - tokens) / self.rate)
+            raise RateLimited(
+                f"Rate limit of {self.rate:g} requests a second exceeded", headers={"Retry-After": str(wait)}
+            )
+        self.buckets[key_id] = (tokens - 1, now)
+
+
 class ApiKeyMiddleware(AbstractAuthenticationMiddleware):
     async def authenticate_request(self, connection: ASGIConnection) -> AuthenticationResult:
         state = connection.app.state
         principal = await authenticate(state.engine, read_key(connection))
+        state.rate_limiter.check(principal.key_id)
         state.last_used.mark(principal.key_id)
         return AuthenticationResult(user=principal, auth=principal.key_id)
 

@@ -2,6 +2,8 @@
 
 import asyncio
 import os
+import sys
+import tempfile
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,8 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app import db
 from app.auth import SCOPES
 from app.catalog.importer import DEFAULT_CATALOG, import_catalog, read_catalog
-from app.catalog.schemas import ImportResult
-from app.config import Settings, SettingsError
+from app.catalog.schemas import ImportResult, SyncChange
+from app.catalog.sources import Upstreams
+from app.catalog.sync import summary, sync_catalog
+from app.config import SYNC_SOURCES, Settings, SettingsError
 from app.errors import AppError
 from app.keys import repository as key_repository
 from app.keys import service as key_service
@@ -100,6 +104,9 @@ def serve(host: str | None, port: int | None, workers: int | None, migrate: bool
         click.echo(f"Serving on {base} (OpenAPI at {base}/schema); Ctrl-C stops.")
         # Worker processes build their settings from the environment, so hand them the URL there.
         os.environ["DATABASE_URL"] = url
+        if workers > 1:
+            # Each worker writes its metrics here, so whichever worker answers /metrics reports them all.
+            os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="billing-metrics-"))
         uvicorn.run(
             "app.asgi:create_app",
             factory=True,
@@ -225,6 +232,99 @@ def catalog() -> None:
 def catalog_import(path: Path) -> None:
     """Import a catalog file; idempotent, and a changed price becomes a new version (history is kept)."""
     report_import(run_command(lambda conn: import_default_catalog(conn, path)))
+
+
+@catalog.command("sync")
+@click.option(
+    "--source",
+    "names",
+    multiple=True,
+    type=click.Choice(SYNC_SOURCES),
+    help="Repeatable [default: BILLING_SYNC_SOURCES, openrouter and ollama; litellm alone with --litellm-file].",
+)
+@click.option("--dry-run", is_flag=True, help="Show what would change; write nothing.")
+@click.option("--curated", is_flag=True, help="OpenRouter: use the bundled curated list instead of the API.")
+@click.option("--litellm-file", help="A LiteLLM model_prices_and_context_window.json: a path or an http(s) URL.")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole result as JSON.")
+def catalog_sync(names: tuple[str, ...], dry_run: bool, curated: bool, litellm_file: str | None, as_json: bool) -> None:
+    """Sync the catalog from upstream: new models added, changed prices become new versions from now
+    (history is kept), vanished models deprecated. Exits 1 when a source reported errors."""
+    settings = load_settings()
+    if not names:
+        names = ("litellm",) if litellm_file else settings.sync_sources
+    if "litellm" in names and not (litellm_file or settings.litellm_prices):
+        raise click.UsageError("the litellm source needs --litellm-file (or LITELLM_PRICES)")
+    upstreams = Upstreams.from_settings(settings)
+    steps: dict[str, tuple[int, int]] = {}
+    with db.database_url(settings) as url, click.progressbar(length=2 * len(names), file=sys.stderr) as bar:
+
+        def progress(name: str, done: int, total: int) -> None:
+            steps[name] = (done, total)
+            bar.label = f"Syncing {name}"
+            bar.length = sum(t for _, t in steps.values()) + 2 * (len(names) - len(steps))
+            bar.update(sum(d for d, _ in steps.values()) - bar.pos)
+
+        async def work(conn: AsyncConnection):
+            at = datetime.now(UTC)
+            return await sync_catalog(
+                conn,
+                upstreams,
+                names,
+                at=at,
+                dry_run=dry_run,
+                curated=curated,
+                litellm=litellm_file,
+                progress=progress,
+            )
+
+        result = on_connection(url, work)
+    if as_json:
+        print_json(result)
+    for source in result.results:
+        if not as_json:
+            click.echo(("[dry run] " if dry_run else "") + summary(source))
+            if dry_run:
+                for change in source.changes:
+                    click.echo("  " + describe_change(change))
+        for error in source.errors:
+            click.echo(f"ERROR {error}", err=True)
+    if not result.ok:
+        raise click.ClickException(f"{sum(len(s.errors) for s in result.results)} error(s)")
+
+
+def describe_change(change: SyncChange) -> str:
+    def rates(price) -> str:
+        if price is None:
+            return "unpriced"
+        if price.input is None:
+            return "variable (unpriced)"
+        return f"in {price.input} / out {price.output} USD per 1M"
+
+    if change.change == "price_changed":
+        return f"price    {change.id}: {rates(change.old_price)} -> {rates(change.new_price)}"
+    if change.change == "added":
+        return f"added    {change.id}: {rates(change.new_price)}"
+    if change.change == "updated":
+        return f"updated  {change.id}: {', '.join(change.fields)}"
+    return f"deprecated {change.id} from {change.deprecation_date}"
+
+
+def on_connection(url: str, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+    """`work` on a connection outside any transaction (it manages its own)."""
+
+    async def run() -> T:
+        engine = db.create_engine(url, pool_size=1)
+        try:
+            await db.check_schema(engine)
+            async with engine.connect() as conn:
+                return await work(conn)
+        finally:
+            await engine.dispose()
+
+    try:
+        return asyncio.run(run())
+    except db.SchemaOutdated as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @main.command()

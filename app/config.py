@@ -10,6 +10,7 @@ from typing import TypeVar
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+SYNC_SOURCES = ("openrouter", "ollama", "litellm")
 
 
 class SettingsError(ValueError):
@@ -30,6 +31,18 @@ class Settings:
     db_pool_size: int
     max_body_bytes: int
     expiry_sweep_seconds: float
+    statement_timeout_ms: int
+    rate_limit: float
+    # Catalog sync from upstream sources (app/catalog/sync.py).
+    openrouter_base_url: str
+    openrouter_api_key: str | None
+    ollama_base_url: str
+    litellm_prices: str | None  # a URL or a path of a LiteLLM model_prices_and_context_window.json
+    sync_sources: tuple[str, ...]
+    sync_interval_seconds: int  # 0: no periodic sync
+    sync_timeout_seconds: float
+    sync_retries: int
+    sync_max_bytes: int
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -46,6 +59,17 @@ class Settings:
             db_pool_size=_read(env, "BILLING_DB_POOL_SIZE", 10, _int_between(1, 200)),
             max_body_bytes=_read(env, "BILLING_MAX_BODY_BYTES", 2 * 1024 * 1024, _int_between(1024, 1 << 30)),
             expiry_sweep_seconds=_read(env, "BILLING_EXPIRY_SWEEP_SECONDS", 5, _int_between(1, 3600)),
+            statement_timeout_ms=_read(env, "BILLING_STATEMENT_TIMEOUT_MS", 10_000, _int_between(100, 3_600_000)),
+            rate_limit=_read(env, "BILLING_RATE_LIMIT", 0, _int_between(0, 1_000_000)),
+            openrouter_base_url=_read(env, "OPENROUTER_BASE_URL", "https://openrouter.ai", _http_url),
+            openrouter_api_key=_read(env, "OPENROUTER_API_KEY", None, str),
+            ollama_base_url=_read(env, "OLLAMA_BASE_URL", "http://127.0.0.1:11434", _http_url),
+            litellm_prices=_read(env, "LITELLM_PRICES", None, str),
+            sync_sources=_read(env, "BILLING_SYNC_SOURCES", ("openrouter", "ollama"), _sync_sources),
+            sync_interval_seconds=_read(env, "BILLING_SYNC_INTERVAL_SECONDS", 0, _sync_interval),
+            sync_timeout_seconds=_read(env, "BILLING_SYNC_TIMEOUT_SECONDS", 30.0, _seconds_between(0.1, 600)),
+            sync_retries=_read(env, "BILLING_SYNC_RETRIES", 2, _int_between(0, 10)),
+            sync_max_bytes=_read(env, "BILLING_SYNC_MAX_BYTES", 32 * 1024 * 1024, _int_between(1024, 1 << 31)),
         )
 
 
@@ -89,3 +113,35 @@ def _log_level(raw: str) -> str:
     if level not in LOG_LEVELS:
         raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
     return level
+
+
+def _http_url(raw: str) -> str:
+    if not raw.startswith(("http://", "https://")) or len(raw.split("://", 1)[1].strip("/")) == 0:
+        raise ValueError("expected an http:// or https:// URL")
+    return raw.rstrip("/")
+
+
+def _sync_sources(raw: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(name.strip() for name in raw.split(",") if name.strip()))
+    unknown = [name for name in names if name not in SYNC_SOURCES]
+    if not names or unknown:
+        raise ValueError(f"expected a comma-separated list of {', '.join(SYNC_SOURCES)}")
+    return names
+
+
+def _sync_interval(raw: str) -> int:
+    value = int(raw)
+    # Upstream catalogs change a few times a day; polling faster only spends their rate limits.
+    if value != 0 and not 60 <= value <= 7 * 86400:
+        raise ValueError("must be 0 (off) or between 60 and 604800 seconds")
+    return value
+
+
+def _seconds_between(low: float, high: float) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        value = float(raw)
+        if not low <= value <= high:  # also refuses NaN
+            raise ValueError(f"must be between {low:g} and {high:g} seconds")
+        return value
+
+    return parse

@@ -41,17 +41,29 @@ class SchemaOutdated(RuntimeError):
     """The database is not at the migration head this code was written for."""
 
 
-def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:
+# Waiting longer than this for a connection means the database is overwhelmed: answer 503 instead.
+POOL_TIMEOUT = 5
+
+
+def server_settings(statement_timeout_ms: int | None) -> dict[str, str]:
+    settings = {"application_name": "billing"}
+    if statement_timeout_ms:
+        # A runaway query is cancelled (and answered 503) instead of holding a connection forever.
+        settings["statement_timeout"] = str(statement_timeout_ms)
+    return settings
+
+
+def create_engine(url: str, pool_size: int = 10, statement_timeout_ms: int | None = None) -> AsyncEngine:
     return create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_timeout=10,
-        connect_args={"server_settings": {"application_name": "billing"}},
+        pool_timeout=POOL_TIMEOUT,
+        connect_args={"server_settings": server_settings(statement_timeout_ms)},
     )
 
 
-async def create_pool(url: str, size: int) -> asyncpg.Pool:
+async def create_pool(url: str, size: int, statement_timeout_ms: int | None = None) -> asyncpg.Pool:
     """The asyncpg pool of the ledger's write path (SQL written by hand, prepared and cached)."""
 
     async def init(conn: asyncpg.Connection) -> None:
@@ -62,7 +74,7 @@ async def create_pool(url: str, size: int) -> asyncpg.Pool:
         min_size=1,
         max_size=size,
         init=init,
-        server_settings={"application_name": "billing"},
+        server_settings=server_settings(statement_timeout_ms),
     )
 
 
@@ -70,7 +82,7 @@ async def transaction(pool: asyncpg.Pool, work: Callable[[asyncpg.Connection], A
     """Run `work` in a transaction, again from the start after a deadlock or serialization failure."""
     for attempt in range(ATTEMPTS):
         try:
-            async with pool.acquire() as conn, conn.transaction():
+            async with pool.acquire(timeout=POOL_TIMEOUT) as conn, conn.transaction():
                 return await work(conn)
         except RETRYABLE:
             if attempt == ATTEMPTS - 1:

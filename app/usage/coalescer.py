@@ -9,6 +9,7 @@ import asyncpg
 
 from app import db
 from app.clock import Clock
+from app.observability import BATCH_SIZE
 from app.usage.service import Outcome, Prepared, record
 
 log = logging.getLogger("app.usage")
@@ -48,6 +49,7 @@ class Coalescer:
 
     async def _write(self, batch: list[tuple[Prepared, asyncio.Future]]) -> None:
         self.batch_sizes = [*self.batch_sizes[-999:], len(batch)]
+        BATCH_SIZE.observe(len(batch))
         events = [event for event, _ in batch]
         try:
             outcomes = await db.transaction(self.pool, lambda conn: record(conn, events, self.clock.now()))

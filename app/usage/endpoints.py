@@ -10,6 +10,7 @@ from app import db
 from app.auth import Principal
 from app.db import Db
 from app.errors import AppError, InvalidRequest
+from app.observability import EVENTS
 from app.pagination import DEFAULT_LIMIT, Page, aware, check_limit, decode_cursor, page
 from app.usage import repository, service
 from app.usage.schemas import BatchIn, BatchOut, BatchResult, UsageEvent, UsageIn
@@ -30,6 +31,7 @@ class UsageController(Controller):
     async def record_usage(self, request: AnyRequest, data: JSONBody[UsageIn]) -> Response[UsageEvent]:
         """Record one usage event and charge it; a retry with the same `event_id` replays the first answer (200)."""
         outcome = await request.app.state.coalescer.submit(prepare(request, data))
+        EVENTS.labels(outcome.status).inc()
         if outcome.status == "error":
             raise outcome.error
         event = service.for_audience(outcome.event, request.user.is_finance)
@@ -59,6 +61,8 @@ class UsageController(Controller):
                 view = service.for_audience(outcome.event, finance)
                 results[index] = BatchResult(index, outcome.status, event.event_id, event=view)
         counts = {status: sum(1 for r in results if r.status == status) for status in ("created", "duplicate", "error")}
+        for status, count in counts.items():
+            EVENTS.labels(status).inc(count)
         return BatchOut(results, counts["created"], counts["duplicate"], counts["error"])
 
     @get("/", opt={"scope": "ledger:read"})

@@ -5,7 +5,7 @@ Standalone: imports nothing from `app`. Run it from a scratch venv, never the pr
     python3 -m venv /tmp/asgi-venv
     /tmp/asgi-venv/bin/pip install 'litestar==2.25.0' msgspec 'uvicorn[standard]==0.54.0' granian
     apt-get install -y wrk
-    /tmp/asgi-venv/bin/python scripts/bench_asgi.py bench --reps 5 --duration 5 --out /tmp/asgi-bench.json
+    /tmp/asgi-venv/bin/python scripts/bench_asgi.py bench --reps 6 --duration 5 --out /tmp/asgi-bench.json
     /tmp/asgi-venv/bin/python scripts/bench_asgi.py checks
 
 The module is also the app under test: `bench_asgi:create_app` (a factory) serves
@@ -13,6 +13,7 @@ The module is also the app under test: `bench_asgi:create_app` (a factory) serve
     GET  /big                      ~200 KB of precomputed JSON bytes
     POST /echo                     a ~300-byte JSON body decoded into a msgspec Struct and returned
     GET  /models/{model_id:path}   the model_id it received, plus scope["path"] and scope["raw_path"]
+    GET  /models-str/{model_id:str}  the same through a plain str parameter
     GET  /_pid, /_scope, /_slow    diagnostics for `checks`
 Environment read by the app: BENCH_EVENT_LOG (file to append factory/startup/shutdown events to),
 BENCH_MAX_BODY (request_max_body_size, default 65536), BENCH_FAIL_STARTUP=1 (raise in on_startup).
@@ -135,6 +136,11 @@ async def model(model_id: pathlib.Path, request: Request) -> dict[str, Any]:
     }
 
 
+@get("/models-str/{model_id:str}")
+async def model_str(model_id: str) -> dict[str, str]:
+    return {"model_id": model_id}
+
+
 @get("/_slow")
 async def slow(seconds: float = 2.0) -> dict[str, float]:
     await asyncio.sleep(min(seconds, 10.0))
@@ -177,7 +183,7 @@ def _on_shutdown() -> None:
 def create_app() -> Litestar:
     _event("factory")
     return Litestar(
-        route_handlers=[ping, big, echo, model, pid, scope, slow],
+        route_handlers=[ping, big, echo, model, model_str, pid, scope, slow],
         on_startup=[_on_startup],
         on_shutdown=[_on_shutdown],
         request_max_body_size=int(os.environ.get("BENCH_MAX_BODY", "65536")),
@@ -487,6 +493,29 @@ def summarise(result: dict[str, Any]) -> str:
             f"| {statistics.median(p50):.2f} | {statistics.median(p99):.2f} ({min(p99):.2f}-{max(p99):.2f}) "
             f"| {cpu:.0f} |"
         )
+    lines += [
+        "",
+        "Paired within each round (the two runs are back to back, so slow changes in background load cancel out):",
+        "",
+        "| endpoint | conns | workers | granian/uvicorn req/s: median ratio (min-max), granian wins "
+        "| granian/uvicorn p99: median ratio |",
+        "|---|---|---|---|---|",
+    ]
+    for ep, c in dict.fromkeys((r["endpoint"], r["connections"]) for r in runs):
+        for w in (1, 2):
+            by_round: dict[int, dict[str, dict[str, Any]]] = {}
+            for r in runs:
+                if (r["endpoint"], r["connections"]) == (ep, c) and r["server"].endswith(f"-{w}w"):
+                    by_round.setdefault(r["round"], {})[r["server"].split("-")[0]] = r
+            pairs = [(d["granian"], d["uvicorn"]) for d in by_round.values() if len(d) == 2]
+            if not pairs:
+                continue
+            ratio = [g["rps"] / u["rps"] for g, u in pairs]
+            p99 = [g["p99_ms"] / u["p99_ms"] for g, u in pairs]
+            lines.append(
+                f"| {ep} | {c} | {w} | {statistics.median(ratio):.2f} ({min(ratio):.2f}-{max(ratio):.2f}), "
+                f"{sum(x > 1 for x in ratio)}/{len(ratio)} | {statistics.median(p99):.2f} |"
+            )
     errors = sum(r["socket_errors"] + r["non_2xx"] for r in runs)
     other, irq, steal = ([r[k] for r in runs] for k in ("other_cpu_pct", "irq_cpu_pct", "steal_cpu_pct"))
     lines += [
@@ -616,6 +645,7 @@ def check_one(spec: ServerSpec, workdir: pathlib.Path) -> dict[str, Any]:
         "/models/caf%C3%A9",
         "/models/a%20b",
         "/models/a%252Fb",
+        "/models-str/openai%2Fgpt-4o",
     ]:
         status, body = request("GET", port, p)
         out["paths"][p] = [status, json.loads(body) if status == 200 else body.decode(errors="replace")[:200]]

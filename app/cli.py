@@ -121,7 +121,7 @@ def serve(host: str | None, port: int | None, workers: int | None, migrate: bool
 async def bootstrap_admin_key(conn: AsyncConnection) -> str | None:
     if await key_repository.has_active_admin(conn):
         return None
-    created = await key_service.create(conn, KeyCreate(name="bootstrap admin", scopes=["admin"]))
+    created = await key_service.create(conn, KeyCreate(name="bootstrap admin", scopes=["admin"]), actor="cli:serve")
     return created.key
 
 
@@ -182,7 +182,7 @@ def keys() -> None:
 def keys_create(name: str, scopes: tuple[str, ...], account_id: str | None, expires_at: datetime | None) -> None:
     """Create a key; the secret is printed alone on the last line of stdout."""
     data = KeyCreate(name=name, scopes=list(scopes), account_id=account_id, expires_at=expires_at)
-    created = run_command(lambda conn: key_service.create(conn, data))
+    created = run_command(lambda conn: key_service.create(conn, data, actor="cli"))
     click.echo(f"id: {created.id}  scopes: {','.join(created.scopes)}  account: {created.account_id or '-'}")
     click.echo(created.key)
 
@@ -199,7 +199,7 @@ def keys_list() -> None:
 @click.argument("key_id")
 def keys_revoke(key_id: str) -> None:
     """Revoke a key by its id; it stops working at once."""
-    key = run_command(lambda conn: key_service.revoke(conn, key_id))
+    key = run_command(lambda conn: key_service.revoke(conn, key_id, actor="cli"))
     click.echo(f"revoked {key.id} at {key.revoked_at.isoformat()}")
 
 

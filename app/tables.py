@@ -293,3 +293,16 @@ usage_rollups = Table(
     Column("reversed", Money, nullable=False, server_default="0"),
     Index(None, "account_id", "day"),
 )
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    # Who did what to keys and money, kept apart from the ledger; never holds a secret.
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("actor", Text, nullable=False),
+    Column("action", Text, nullable=False),
+    Column("target", Text, nullable=False),
+    Column("details", JSONB, nullable=False, server_default="{}"),
+    Index(None, "target"),
+)

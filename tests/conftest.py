@@ -136,7 +136,9 @@ def make_key(conn_engine: AsyncEngine) -> Callable[..., Awaitable[str]]:
     async def make(*scopes: str, account_id: str | None = None, name: str = "test", expires_at=None) -> str:
         async with conn_engine.begin() as conn:
             created = await key_service.create(
-                conn, KeyCreate(name=name, scopes=list(scopes), account_id=account_id, expires_at=expires_at)
+                conn,
+                KeyCreate(name=name, scopes=list(scopes), account_id=account_id, expires_at=expires_at),
+                actor="test",
             )
         return created.key
 

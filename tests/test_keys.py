@@ -75,3 +75,17 @@ async def test_list_pages_with_a_cursor(client, admin, make_key):
     assert len(set(ids)) == 5
     assert_error(await client.get("/api-keys", params={"cursor": "garbage!"}, headers=admin), 400, "validation_error")
     assert_error(await client.get("/api-keys", params={"limit": 0}, headers=admin), 400, "validation_error")
+
+
+async def test_key_creation_and_revocation_are_audited(client, admin, conn_engine):
+    created = (await client.post("/api-keys", json={"name": "gw", "scopes": ["usage:write"]}, headers=admin)).json()
+    await client.delete(f"/api-keys/{created['id']}", headers=admin)
+    entries = (await client.get("/api-keys/audit", headers=admin)).json()["data"]
+    actions = [(e["action"], e["target"]) for e in entries]
+    assert ("api_key.created", f"api_key:{created['id']}") in actions
+    assert ("api_key.revoked", f"api_key:{created['id']}") in actions
+    actor = f"api_key:{admin['X-API-Key'][4:16]}"
+    assert all(e["actor"] == actor for e in entries if e["target"] == f"api_key:{created['id']}")
+    async with conn_engine.connect() as conn:
+        dump = (await conn.execute(text("SELECT string_agg(t::text, ' ') FROM audit_log t"))).scalar()
+    assert created["key"] not in dump and created["key"][16:] not in dump

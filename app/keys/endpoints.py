@@ -1,12 +1,16 @@
 from datetime import datetime
+from typing import Any
 
-from litestar import Controller, delete, get, post
+from litestar import Controller, Request, delete, get, post
 from litestar.params import FromPath, FromQuery, JSONBody
 
+from app.auth import Principal
 from app.db import Db
 from app.keys import repository, service
-from app.keys.schemas import CreatedKey, Key, KeyCreate
+from app.keys.schemas import AuditEntry, CreatedKey, Key, KeyCreate
 from app.pagination import DEFAULT_LIMIT, Page, check_limit, decode_cursor, page
+
+AnyRequest = Request[Principal, str, Any]
 
 
 class KeyController(Controller):
@@ -15,10 +19,10 @@ class KeyController(Controller):
     opt = {"scope": "admin"}
 
     @post("/", status_code=201)
-    async def create_key(self, db: Db, data: JSONBody[KeyCreate]) -> CreatedKey:
+    async def create_key(self, request: AnyRequest, db: Db, data: JSONBody[KeyCreate]) -> CreatedKey:
         """Create an API key; the secret `key` is returned in this response only."""
         async with db.begin() as conn:
-            return await service.create(conn, data)
+            return await service.create(conn, data, actor=f"api_key:{request.user.key_id}")
 
     @get("/")
     async def list_keys(
@@ -35,7 +39,17 @@ class KeyController(Controller):
         return page(rows, limit, lambda row: (row.created_at, row.id), service.to_key)
 
     @delete("/{key_id:str}", status_code=200)
-    async def revoke_key(self, db: Db, key_id: FromPath[str]) -> Key:
+    async def revoke_key(self, request: AnyRequest, db: Db, key_id: FromPath[str]) -> Key:
         """Revoke an API key; it stops working at once on every worker."""
         async with db.begin() as conn:
-            return await service.revoke(conn, key_id)
+            return await service.revoke(conn, key_id, actor=f"api_key:{request.user.key_id}")
+
+    @get("/audit", status_code=200)
+    async def audit_log(
+        self, db: Db, cursor: FromQuery[str | None] = None, limit: FromQuery[int] = DEFAULT_LIMIT
+    ) -> Page[AuditEntry]:
+        """Who created and revoked API keys, and when (oldest first)."""
+        after = decode_cursor(cursor, int)
+        async with db.connect() as conn:
+            rows = await repository.audit_entries(conn, after=after[0] if after else None, limit=check_limit(limit) + 1)
+        return page(rows, limit, lambda row: (row.id,), lambda row: AuditEntry(**row._asdict()))

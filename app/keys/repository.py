@@ -3,7 +3,7 @@ from datetime import datetime
 from sqlalchemy import Row, and_, bindparam, func, insert, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.tables import api_keys
+from app.tables import api_keys, audit_log
 
 PUBLIC_COLUMNS = (
     api_keys.c.id,
@@ -95,3 +95,14 @@ async def touch_last_used(conn: AsyncConnection, used: dict[str, datetime]) -> N
         .values(last_used_at=bindparam("at"))
     )
     await conn.execute(query, [{"key_id": key_id, "at": at} for key_id, at in used.items()])
+
+
+async def audit(conn: AsyncConnection, *, actor: str, action: str, target: str, details: dict) -> None:
+    await conn.execute(insert(audit_log).values(actor=actor, action=action, target=target, details=details))
+
+
+async def audit_entries(conn: AsyncConnection, *, after: int | None, limit: int) -> list[Row]:
+    query = select(audit_log).order_by(audit_log.c.id).limit(limit)
+    if after is not None:
+        query = query.where(audit_log.c.id > after)
+    return list(await conn.execute(query))

@@ -29,3 +29,12 @@ class Key(msgspec.Struct):
 class CreatedKey(Key):
     key: str
     """The secret, shown only in this response."""
+
+
+class AuditEntry(msgspec.Struct):
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    target: str
+    details: dict

@@ -14,7 +14,7 @@ def to_key(row: Row) -> Key:
     return Key(prefix=KEY_PREFIX + row.id, **row._asdict())
 
 
-async def create(conn: AsyncConnection, data: KeyCreate) -> CreatedKey:
+async def create(conn: AsyncConnection, data: KeyCreate, actor: str) -> CreatedKey:
     scopes = sorted(set(data.scopes))
     if data.account_id is not None:
         if "admin" in scopes:
@@ -36,11 +36,16 @@ async def create(conn: AsyncConnection, data: KeyCreate) -> CreatedKey:
         account_id=data.account_id,
         expires_at=data.expires_at,
     )
+    details = {"name": data.name, "scopes": scopes, "account_id": data.account_id}
+    await repository.audit(conn, actor=actor, action="api_key.created", target=f"api_key:{row.id}", details=details)
     return CreatedKey(prefix=KEY_PREFIX + row.id, key=secret, **row._asdict())
 
 
-async def revoke(conn: AsyncConnection, key_id: str) -> Key:
+async def revoke(conn: AsyncConnection, key_id: str, actor: str) -> Key:
     row = await repository.revoke(conn, key_id)
     if row is None:
         raise NotFound(f"API key '{key_id}' not found", code="api_key_not_found")
+    await repository.audit(
+        conn, actor=actor, action="api_key.revoked", target=f"api_key:{key_id}", details={"name": row.name}
+    )
     return to_key(row)

@@ -6,7 +6,7 @@ from typing import Any
 
 import asyncpg
 
-from app.errors import AppError
+from app.errors import AppError, InvalidRequest
 
 MAX_KEY_LENGTH = 200
 
@@ -39,7 +39,7 @@ async def claim(conn: asyncpg.Connection, scope: str, key: str, request: dict[st
     Runs inside the caller's transaction: a concurrent request with the same key waits on the
     primary key until this one commits, then replays it."""
     if not 0 < len(key) <= MAX_KEY_LENGTH:
-        raise AppError(f"`Idempotency-Key` must be 1 to {MAX_KEY_LENGTH} characters", param="Idempotency-Key")
+        raise InvalidRequest(f"`Idempotency-Key` must be 1 to {MAX_KEY_LENGTH} characters", param="Idempotency-Key")
     inserted = await conn.fetchval(
         "INSERT INTO idempotency_keys (scope, key, request, status, response) VALUES ($1, $2, $3, 0, 'null') "
         "ON CONFLICT DO NOTHING RETURNING true",

@@ -91,9 +91,6 @@ class Books:
         self.entries.append((account_id, kind, amount, balance, counterparty, usage_event_id, grant_id, description))
         return balance
 
-    def overdrawn(self, account_id: str) -> bool:
-        return self.balance[account_id] < -self.overdraft_limit[account_id]
-
     async def close(self, conn: asyncpg.Connection, now: datetime) -> None:
         if self.entries:
             touched = {entry[0] for entry in self.entries}

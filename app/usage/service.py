@@ -218,19 +218,26 @@ async def record(conn: asyncpg.Connection, batch: list[Prepared], now: datetime)
 
     settling = await claim_holds(conn, batch, new, outcomes)
 
-    # Post in request order, so balance_after runs in the order the events were reported.
-    positions, overdrawn = {}, {}
+    # Events are stored with their overdraft flag, so the balances they lead to are projected first;
+    # posting them below, in the same (request) order, gives the same figures.
+    projected, overdrawn = dict(books.balance), {}
     for index in new:
         event = batch[index]
-        books.post(event.account_id, "usage", -event.cost, "system:revenue", description=event.model_id)
-        positions[index] = len(books.entries) - 1
-        overdrawn[index] = books.overdrawn(event.account_id)
+        projected[event.account_id] -= event.cost
+        overdrawn[index] = projected[event.account_id] < -books.overdraft_limit[event.account_id]
     ids = await repository.insert(conn, [(batch[i], overdrawn[i]) for i in new], now)
     for index in new:
         event = batch[index]
-        entry = books.entries[positions[index]]
-        books.entries[positions[index]] = (*entry[:5], ids[(event.account_id, event.event_id)], *entry[6:])
-        outcomes[index] = Outcome("created", event=created_view(event, entry[3], overdrawn[index], now))
+        event_id = ids[(event.account_id, event.event_id)]
+        after = books.post(
+            event.account_id,
+            "usage",
+            -event.cost,
+            "system:revenue",
+            usage_event_id=event_id,
+            description=event.model_id,
+        )
+        outcomes[index] = Outcome("created", event=created_view(event, after, overdrawn[index], now))
     await books.close(conn, now)
     if settling:
         settled = [(hold, ids[(batch[i].account_id, batch[i].event_id)], batch[i].cost) for hold, i in settling.items()]

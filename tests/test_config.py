@@ -45,6 +45,15 @@ def test_values_are_read_exactly():
         ("BILLING_LOG_LEVEL", "LOUD"),
         ("BILLING_DB_POOL_SIZE", "0"),
         ("BILLING_MAX_BODY_BYTES", "1"),
+        ("OPENROUTER_BASE_URL", "openrouter.ai"),
+        ("OLLAMA_BASE_URL", "ftp://127.0.0.1:11434"),
+        ("BILLING_SYNC_SOURCES", "openrouter,bing"),
+        ("BILLING_SYNC_INTERVAL_SECONDS", "5"),
+        ("BILLING_SYNC_INTERVAL_SECONDS", "-1"),
+        ("BILLING_SYNC_TIMEOUT_SECONDS", "0"),
+        ("BILLING_SYNC_TIMEOUT_SECONDS", "nan"),
+        ("BILLING_SYNC_RETRIES", "11"),
+        ("BILLING_SYNC_MAX_BYTES", "10"),
     ],
 )
 def test_invalid_setting_names_the_variable(name, value):

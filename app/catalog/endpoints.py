@@ -7,7 +7,7 @@ from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.response import Response
 
 from app.auth import Principal
-from app.catalog import importer, repository, service
+from app.catalog import importer, repository, service, sync
 from app.catalog.schemas import (
     CatalogModel,
     ImportResult,
@@ -25,10 +25,12 @@ from app.catalog.schemas import (
     ProviderCreate,
     ProviderList,
     ProviderUpdate,
+    SyncRequest,
+    SyncResult,
 )
 from app.catalog.service import Catalog, CatalogStore
 from app.db import Db
-from app.errors import NotFound
+from app.errors import InvalidRequest, NotFound
 from app.pagination import Page
 
 AnyRequest = Request[Principal, str, Any]
@@ -239,6 +241,28 @@ class CatalogAdminController(Controller):
                 conn, importer.read_catalog(), at=service.now(), label=str(importer.DEFAULT_CATALOG.name)
             )
         await request.app.state.catalog.refresh()
+        return result
+
+    @post("/sync", status_code=200)
+    async def sync_catalog(self, request: AnyRequest, db: Db, data: JSONBody[SyncRequest]) -> SyncResult:
+        """Sync from upstream (OpenRouter, the local Ollama, a LiteLLM price file): new models added, changed
+        prices as new versions from now, vanished models deprecated. `dry_run` reports the diff only."""
+        upstreams = request.app.state.upstreams
+        names = data.sources or request.app.state.sync_sources
+        if "litellm" in names and not (data.litellm_url or upstreams.litellm):
+            raise InvalidRequest("The litellm source needs `litellm_url` (or LITELLM_PRICES)", param="litellm_url")
+        async with db.connect() as conn:
+            result = await sync.sync_catalog(
+                conn,
+                upstreams,
+                names,
+                at=service.now(),
+                dry_run=data.dry_run,
+                curated=data.curated,
+                litellm=data.litellm_url,
+            )
+        if not data.dry_run:
+            await request.app.state.catalog.refresh()
         return result
 
     @staticmethod

@@ -1,4 +1,4 @@
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import Row, func, select, update
@@ -114,3 +114,23 @@ async def insert_margin(
 
 async def margin_history(conn: AsyncConnection) -> list[Row]:
     return list(await conn.execute(select(margins).order_by(margins.c.effective_from, margins.c.id)))
+
+
+async def models_by_ids(conn: AsyncConnection, model_ids: list[str]) -> list[Row]:
+    return list(await conn.execute(select(models).where(models.c.id.in_(model_ids))))
+
+
+async def active_model_ids(conn: AsyncConnection, provider: str) -> list[str]:
+    """A provider's models that carry no deprecation date."""
+    query = select(models.c.id).where(models.c.provider == provider, models.c.deprecation_date.is_(None))
+    return list((await conn.execute(query.order_by(models.c.id))).scalars())
+
+
+async def deprecate_models(conn: AsyncConnection, model_ids: list[str], on: date) -> int:
+    """Mark models deprecated from `on`; they stay in the catalog with their prices."""
+    query = (
+        update(models)
+        .where(models.c.id.in_(model_ids), models.c.deprecation_date.is_(None))
+        .values(deprecation_date=on, updated_at=func.now())
+    )
+    return (await conn.execute(query)).rowcount if model_ids else 0

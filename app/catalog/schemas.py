@@ -224,3 +224,66 @@ class ImportResult(msgspec.Struct):
     aliases_added: int
     prices_added: int
     source: str
+
+
+# Catalog sync (app/catalog/sync.py)
+
+SyncSource = Literal["openrouter", "ollama", "litellm"]
+
+
+class SyncRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """Which upstream sources to sync; a dry run reports the diff and writes nothing."""
+
+    # Default: BILLING_SYNC_SOURCES (openrouter and ollama).
+    sources: Annotated[list[SyncSource], msgspec.Meta(min_length=1, max_length=3)] | None = None
+    dry_run: bool = False
+    # Use the bundled curated OpenRouter list instead of the API (source "curated").
+    curated: bool = False
+    # An http(s) URL of a LiteLLM model_prices_and_context_window.json (default: LITELLM_PRICES).
+    litellm_url: Annotated[str, msgspec.Meta(pattern=r"^https?://\S+$", max_length=2000)] | None = None
+
+
+class SyncPrice(msgspec.Struct):
+    """Upstream USD per 1M tokens (per request for `per_request`); null rates: unknown or variable."""
+
+    input: str | None
+    output: str | None
+    cached_input: str | None
+    cache_write: str | None
+    per_request: str
+    tiers: list[TierRates]
+    effective_from: datetime | None
+
+
+class SyncChange(msgspec.Struct, omit_defaults=True):
+    id: str
+    change: Literal["added", "updated", "price_changed", "deprecated"]
+    fields: list[str] = []
+    old_price: SyncPrice | None = None
+    new_price: SyncPrice | None = None
+    deprecation_date: date | None = None
+
+
+class SourceSyncResult(msgspec.Struct):
+    """One source's sync. `source` says where the data came from: api, curated or curated_fallback
+    (OpenRouter), ollama or ollama_unreachable, file or url (LiteLLM); `detail` says why a fallback."""
+
+    name: str
+    source: str
+    provider: str | None
+    dry_run: bool
+    models_added: int = 0
+    models_updated: int = 0
+    prices_added: int = 0
+    models_deprecated: int = 0
+    unchanged: int = 0
+    detail: str | None = None
+    errors: list[str] = []
+    changes: list[SyncChange] = []
+
+
+class SyncResult(msgspec.Struct):
+    synced_at: datetime
+    dry_run: bool
+    ok: bool  # no source reported an error
+    results: list[SourceSyncResult]

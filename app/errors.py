@@ -165,7 +165,8 @@ def _describe_validation(exc: ValidationException) -> tuple[str, str | None]:
     items = exc.extra if isinstance(exc.extra, list) else []
     for item in items:
         if isinstance(item, dict):
-            key = item.get("key")
+            # Parameters renamed after Python keywords (`from_`, `format_`) are named as sent.
+            key = str(item.get("key") or "").rstrip("_")
             message = item.get("message") or exc.detail
             if key:
                 return f"Invalid `{key}`: {message}", str(key)

@@ -183,3 +183,9 @@ def quote(
     # by a few units in the 9th place); credits come from the exact USD, never from the rounded USD.
     threshold = None if tier is None else tier.above_input_tokens
     return Quote(round_money(total_usd), round_money(total_credits), threshold, lines)
+
+
+def credits_value(credits: Decimal, credits_per_usd: Decimal) -> Decimal:
+    """What credits are worth in USD, rounded once like every amount (half to even)."""
+    with localcontext(_ROUND):
+        return round_money(credits / credits_per_usd)

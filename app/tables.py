@@ -203,6 +203,8 @@ usage_events = Table(
     Column("reasoning_tokens", Tokens, nullable=False),
     Column("cost", Money, nullable=False),
     Column("upstream_cost_usd", Money, nullable=False),
+    # The cost's worth in USD (cost / credits_per_usd, rounded once): revenue in reports.
+    Column("credits_usd", Money, nullable=False),
     Column("occurred_at", DateTime(timezone=True), nullable=False),
     Column("recorded_at", DateTime(timezone=True), nullable=False),
     Column("authorization_id", Text),

@@ -6,7 +6,7 @@ from litestar.params import JSONBody
 
 from app.auth import Principal
 from app.db import Db
-from app.errors import InvalidRequest, NotFound
+from app.errors import Forbidden, InvalidRequest, NotFound
 from app.estimates import service
 from app.estimates.schemas import Comparison, Estimate, EstimateIn, Funds
 from app.ledger import repository as ledger_repository
@@ -34,6 +34,11 @@ class EstimateController(Controller):
             result = service.compare(catalog, data.models, usage, now, finance=finance)
             estimates = result.estimates
         if data.account_id is not None or request.user.account_id is not None:
+            if request.user.account_id is None and not (
+                request.user.has("ledger:read") or request.user.has("usage:write")
+            ):
+                # A balance is ledger data: a catalog-only key acting for any account may not read one.
+                raise Forbidden("Checking an account's funds needs the `ledger:read` or `usage:write` scope")
             account_id = request.user.account(data.account_id)
             async with db.connect() as conn:
                 row = await ledger_repository.get_account(conn, account_id, now)

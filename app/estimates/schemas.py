@@ -15,7 +15,7 @@ class EstimateIn(msgspec.Struct, forbid_unknown_fields=True):
     model: ModelRef | None = None
     models: Annotated[list[ModelRef], msgspec.Meta(min_length=1, max_length=50)] | None = None
     output_tokens: int | None = None
-    max_output_tokens: int | None = None
+    max_output_tokens: Annotated[int, msgspec.Meta(ge=0)] | None = None
     cached_input_tokens: int = 0
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0

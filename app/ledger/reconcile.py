@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app import pricing
 from app.catalog.service import price_version
 from app.errors import AppError
+from app.pricing import credits_value
 
 CHECKS = {
     "balance equals the sum of the account's entries": """
@@ -28,7 +29,7 @@ CHECKS = {
     """,
     "each entry's legs sum to zero (a customer leg and a system leg)": """
         SELECT id, account_id, counterparty, amount FROM ledger_entries
-        WHERE counterparty NOT LIKE 'system:%' OR account_id LIKE 'system:%' OR amount = 0
+        WHERE counterparty NOT LIKE 'system:%' OR account_id LIKE 'system:%' OR (amount = 0 AND kind <> 'usage')
     """,
     "one event per (account, event_id)": """
         SELECT account_id, event_id, count(*) FROM usage_events GROUP BY account_id, event_id HAVING count(*) > 1
@@ -62,7 +63,7 @@ SYSTEM_BALANCES = """
 """
 CUSTOMER_TOTAL = "SELECT coalesce(sum(balance), 0) FROM accounts"
 EVENTS = """
-    SELECT u.id, u.event_id, u.model_id, u.margin, u.credits_per_usd, u.cost, u.upstream_cost_usd,
+    SELECT u.id, u.event_id, u.model_id, u.margin, u.credits_per_usd, u.cost, u.upstream_cost_usd, u.credits_usd,
            u.input_tokens, u.output_tokens, u.cached_input_tokens, u.cache_write_tokens, u.reasoning_tokens,
            m.type, p.id AS price_id, p.input, p.output, p.cached_input, p.cache_write, p.per_request, p.tiers,
            p.effective_from, p.source
@@ -135,6 +136,8 @@ def recompute(row) -> str | None:
         )
     except AppError as exc:
         return f"cannot be priced again: {exc.message}"
+    if row.credits_usd != credits_value(quote.credits, row.credits_per_usd):
+        return f"credits_usd {row.credits_usd} is not its cost {row.cost} / {row.credits_per_usd}"
     if (quote.credits, quote.upstream_usd) != (row.cost, row.upstream_cost_usd):
         charged = f"{row.cost} credits / {row.upstream_cost_usd} USD"
         return f"charged {charged}, recomputed {quote.credits} / {quote.upstream_usd}"

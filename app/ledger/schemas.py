@@ -75,7 +75,7 @@ class AuthorizationCreate(msgspec.Struct, forbid_unknown_fields=True):
 
     model: Annotated[str, msgspec.Meta(min_length=1, max_length=300)]
     input_tokens: int
-    max_output_tokens: int
+    max_output_tokens: Annotated[int, msgspec.Meta(ge=0)]
     account_id: str | None = None
     cached_input_tokens: int = 0
     cache_write_tokens: int = 0

@@ -413,6 +413,10 @@ async def reverse(conn: asyncpg.Connection, account_id: str, data: ReversalCreat
             replay=True,
         )
         return 200, msgspec.to_builtins(body)
+    if event["cost"] == 0:
+        raise Conflict(
+            f"Usage event '{data.event_id}' cost nothing; there is nothing to reverse", code="nothing_to_reverse"
+        )
     _, after = await add_credits(
         conn,
         books,

@@ -72,8 +72,7 @@ def usage_row(row, group_by: list[str]) -> UsageRow:
 async def usage_report(
     conn: AsyncConnection, group_by: list[str], account_id: str | None, start: datetime | None, end: datetime | None
 ) -> UsageReport:
-    if start is not None and end is not None and start >= end:
-        raise InvalidRequest("`from` must be before `to`", param="from")
+    check_range(start, end)
     # Whole UTC days come from the daily rollups; any other range is summed from the events.
     if whole_day(start) and whole_day(end):
         day = lambda t: t.astimezone(UTC).date() if t else None  # noqa: E731
@@ -95,9 +94,15 @@ async def usage_report(
     )
 
 
+def check_range(start: datetime | None, end: datetime | None) -> None:
+    if start is not None and end is not None and start >= end:
+        raise InvalidRequest("`from` must be before `to`", param="from")
+
+
 async def trial_balance(
     conn: AsyncConnection, account_id: str | None, start: datetime | None, end: datetime | None
 ) -> TrialBalance:
+    check_range(start, end)
     rows = await repository.trial_balance(conn, account_id, start, end)
     fields = ("opening", "grants", "usage", "adjustments", "reversals", "expirations", "closing")
     return TrialBalance(

@@ -103,7 +103,9 @@ class UsageController(Controller):
 
 def decode_event(item: dict) -> UsageIn:
     try:
-        return msgspec.convert(item, UsageIn)
+        # As lenient as the single-event endpoint (Litestar converts bodies with strict=False), so an
+        # event is accepted or refused alike by both.
+        return msgspec.convert(item, UsageIn, strict=False)
     except msgspec.ValidationError as exc:
         # msgspec says "... - at `$.field`"; name the field the way the single-event endpoint does.
         message = str(exc)

@@ -12,8 +12,8 @@ if TYPE_CHECKING:
 
 EVENT_COLUMNS = (
     "account_id", "event_id", "model_id", "price_id", "margin", "credits_per_usd", "input_tokens", "output_tokens",
-    "cached_input_tokens", "cache_write_tokens", "reasoning_tokens", "cost", "upstream_cost_usd", "occurred_at",
-    "authorization_id", "metadata",
+    "cached_input_tokens", "cache_write_tokens", "reasoning_tokens", "cost", "upstream_cost_usd", "credits_usd",
+    "occurred_at", "authorization_id", "metadata",
 )  # fmt: skip
 # The sums a usage rollup keeps, over events `e`; reports over raw events use the same expressions,
 # so the two agree to the last digit.
@@ -21,24 +21,24 @@ ROLLUP_SUMS = """
     count(*) AS events, sum(e.input_tokens) AS input_tokens, sum(e.output_tokens) AS output_tokens,
     sum(e.cached_input_tokens) AS cached_input_tokens, sum(e.cache_write_tokens) AS cache_write_tokens,
     sum(e.reasoning_tokens) AS reasoning_tokens, sum(e.cost) AS cost, sum(e.upstream_cost_usd) AS upstream_cost_usd,
-    sum(round(e.cost / e.credits_per_usd, 9)) AS credits_usd
+    sum(e.credits_usd) AS credits_usd
 """
 ROLLUP_COLUMNS = (
     "events", "input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens", "cost",
     "upstream_cost_usd", "credits_usd",
 )  # fmt: skip
-# One statement records the events and adds them to their daily rollups. Parameters $1..$16 are the
-# columns of EVENT_COLUMNS in order, one array each; $17 the overdrawn flags; $18 the time recorded.
+# One statement records the events and adds them to their daily rollups. Parameters $1..$17 are the
+# columns of EVENT_COLUMNS in order, one array each; $18 the overdrawn flags; $19 the time recorded.
 INSERT = f"""
     WITH e AS (
         INSERT INTO usage_events (
             account_id, event_id, model_id, price_id, margin, credits_per_usd, input_tokens, output_tokens,
-            cached_input_tokens, cache_write_tokens, reasoning_tokens, cost, upstream_cost_usd, occurred_at,
-            authorization_id, metadata, overdrawn, recorded_at)
-        SELECT *, $18 FROM unnest(
+            cached_input_tokens, cache_write_tokens, reasoning_tokens, cost, upstream_cost_usd, credits_usd,
+            occurred_at, authorization_id, metadata, overdrawn, recorded_at)
+        SELECT *, $19 FROM unnest(
             $1::text[], $2::text[], $3::text[], $4::bigint[], $5::numeric[], $6::numeric[], $7::bigint[],
             $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::numeric[], $13::numeric[],
-            $14::timestamptz[], $15::text[], $16::jsonb[], $17::boolean[])
+            $14::numeric[], $15::timestamptz[], $16::text[], $17::jsonb[], $18::boolean[])
         RETURNING *
     ), rollups AS (
         INSERT INTO usage_rollups AS r

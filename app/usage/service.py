@@ -44,6 +44,7 @@ class Prepared:
     reasoning_tokens: int
     cost: Decimal
     upstream_cost_usd: Decimal
+    credits_usd: Decimal
     occurred_at: datetime
     occurred_at_given: bool
     authorization_id: str | None
@@ -97,6 +98,7 @@ def prepare(
         **{name: getattr(usage, name) for name in TOKEN_FIELDS},
         cost=quote.credits,
         upstream_cost_usd=quote.upstream_usd,
+        credits_usd=pricing.credits_value(quote.credits, credits_per_usd),
         occurred_at=occurred_at,
         occurred_at_given=event.occurred_at is not None,
         authorization_id=event.authorization_id,

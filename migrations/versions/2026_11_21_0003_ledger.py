@@ -63,6 +63,7 @@ def upgrade() -> None:
         sa.Column("reasoning_tokens", sa.BigInteger(), nullable=False),
         sa.Column("cost", sa.Numeric(precision=38, scale=9), nullable=False),
         sa.Column("upstream_cost_usd", sa.Numeric(precision=38, scale=9), nullable=False),
+        sa.Column("credits_usd", sa.Numeric(precision=38, scale=9), nullable=False),
         sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("authorization_id", sa.Text(), nullable=True),

@@ -81,7 +81,7 @@ def upgrade() -> None:
         INSERT INTO usage_rollups
         SELECT (occurred_at AT TIME ZONE 'UTC')::date, account_id, model_id, count(*), sum(input_tokens),
                sum(output_tokens), sum(cached_input_tokens), sum(cache_write_tokens), sum(reasoning_tokens),
-               sum(cost), sum(upstream_cost_usd), sum(round(cost / credits_per_usd, 9)), 0
+               sum(cost), sum(upstream_cost_usd), sum(credits_usd), 0
         FROM usage_events GROUP BY 1, 2, 3
         """
     )

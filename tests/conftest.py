@@ -106,15 +106,19 @@ async def engine(database: str) -> AsyncIterator[AsyncEngine]:
     await engine.dispose()
 
 
-@pytest.fixture
-async def conn_engine(engine: AsyncEngine) -> AsyncIterator[AsyncEngine]:
-    """The engine, with every table emptied after the test."""
-    yield engine
+async def empty_tables(engine: AsyncEngine) -> None:
     async with engine.begin() as conn:
         tables = (await conn.execute(text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'"))).scalars()
         names = ", ".join(f'"{name}"' for name in tables if name not in KEEP_TABLES)
         if names:
             await conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture
+async def conn_engine(engine: AsyncEngine) -> AsyncIterator[AsyncEngine]:
+    """The engine, with every table emptied after the test."""
+    yield engine
+    await empty_tables(engine)
 
 
 @pytest.fixture
@@ -158,6 +162,7 @@ async def scratch(client, admin, conn_engine) -> AsyncIterator[str]:
     response = await client.post("/catalog/providers", json={"id": provider, "name": "Test"}, headers=admin)
     assert response.status_code == 201, response.text
     yield provider
+    await empty_tables(conn_engine)  # usage, holds and rollups refer to the scratch models
     async with conn_engine.begin() as conn:
         params = {"provider": provider, "pattern": provider + "/%"}
         await conn.execute(text("DELETE FROM margins WHERE target = :provider OR target LIKE :pattern"), params)

@@ -69,3 +69,29 @@ async def test_dated_future_versions_are_added_once(scratch, conn_engine):
 def test_plan_rejects_bad_rates():
     with pytest.raises(ValueError, match="non-negative"):
         plan_prices("p/m", [{"effective_from": "2025-01-01", "source": "x", "input": "-1"}], [], datetime.now(UTC))
+
+
+async def test_reimport_keeps_newer_prices_and_known_metadata(scratch, conn_engine):
+    """`make run` imports the bundled file at every start: it must not undo a later sync or price change."""
+    provider, model_id = scratch, f"{scratch}/m"
+    t1 = datetime(2026, 1, 1, tzinfo=UTC)
+    await run_import(conn_engine, catalog_file(provider, {"input": "1", "output": "2"}), t1)
+    async with conn_engine.begin() as conn:
+        # What a sync does: a newer price version, and metadata the file does not have.
+        await conn.execute(
+            text(
+                "INSERT INTO prices (model_id, effective_from, input, output, source) VALUES (:m, :at, 0.5, 1, 'sync')"
+            ),
+            {"m": model_id, "at": t1 + timedelta(days=10)},
+        )
+        await conn.execute(text("UPDATE models SET max_output_tokens = 4096 WHERE id = :m"), {"m": model_id})
+    again = await run_import(
+        conn_engine, catalog_file(provider, {"input": "1", "output": "2"}), t1 + timedelta(days=20)
+    )
+    assert (again.prices_added, again.models_changed) == (0, 0)
+    assert [str(r.input) for r in await stored_prices(conn_engine, model_id)] == ["1", "0.5"]
+    async with conn_engine.connect() as conn:
+        kept = (
+            await conn.execute(text("SELECT max_output_tokens FROM models WHERE id = :m"), {"m": model_id})
+        ).scalar()
+    assert kept == 4096

@@ -296,12 +296,12 @@ async def test_unpriced_model_is_rejected(client, admin, finance, acme, provider
     assert await balance(client, admin) == GRANT
 
 
-async def test_event_before_the_first_price_is_unpriced(client, admin, finance, acme):
-    error = assert_error(
-        await post(client, finance, event("old", occurred_at="2001-01-01T00:00:00Z")), 422, "model_unpriced"
-    )
-    assert error["param"] == "model"
-    assert await events(client, admin) == []
+async def test_event_before_the_first_price_is_priced_with_it(client, admin, finance, acme):
+    """A dataset dates a price from when it was recorded: older usage is charged the earliest known price."""
+    now = await post(client, finance, event("now"))
+    old = await post(client, finance, event("old", occurred_at="2001-01-01T00:00:00Z"))
+    assert old.status_code == 201, old.text
+    assert (old.json()["price_version"], old.json()["cost"]) == (now.json()["price_version"], now.json()["cost"])
 
 
 async def test_unbound_key_needs_an_account(client, admin, finance, acme):

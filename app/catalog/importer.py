@@ -93,7 +93,9 @@ def plan_prices(model_id: str, entries: list[dict[str, Any]], history: list[Any]
 
     A model seen for the first time gets the file's whole history. Afterwards only versions dated
     after the stored ones are added, and when the price the file says is in effect now differs from
-    the stored one, it becomes a new version effective `at`: stored rows are never changed."""
+    the stored one, it becomes a new version effective `at`: stored rows are never changed. A file
+    whose price is older than the stored one (say a sync moved the price since the file was made)
+    does not put its old price back."""
     wanted = sorted(
         (price_row(model_id, entry, _moment(entry["effective_from"]), entry["source"]) for entry in entries),
         key=lambda row: row["effective_from"],
@@ -105,7 +107,8 @@ def plan_prices(model_id: str, entries: list[dict[str, Any]], history: list[Any]
     file_now = [row for row in wanted if row["effective_from"] <= at]
     stored_now = [row for row in history if row.effective_from <= at]
     settled = any(row["effective_from"] <= at for row in added)
-    if file_now and not settled and (not stored_now or not same_rates(stored_now[-1], file_now[-1])):
+    newer = not stored_now or (file_now and file_now[-1]["effective_from"] >= stored_now[-1].effective_from)
+    if file_now and not settled and newer and (not stored_now or not same_rates(stored_now[-1], file_now[-1])):
         added.append(file_now[-1] | {"effective_from": at})
     return sorted(added, key=lambda row: row["effective_from"])
 
@@ -113,7 +116,8 @@ def plan_prices(model_id: str, entries: list[dict[str, Any]], history: list[Any]
 async def import_catalog(conn: AsyncConnection, data: dict[str, Any], *, at: datetime, label: str) -> ImportResult:
     await repository.upsert_providers(conn, [{"id": p["id"], "name": p["name"]} for p in data["providers"]])
     entries = data["models"]
-    changed = await repository.upsert_models(conn, [model_row(entry) for entry in entries])
+    # A file leaves out what it does not know: it fills gaps but never blanks what is stored.
+    changed = await repository.upsert_models(conn, [model_row(entry) for entry in entries], keep_known=True)
 
     aliases = [{"alias": alias, "model_id": e["id"]} for e in entries for alias in e.get("aliases") or ()]
     aliases += [{"alias": e["name"], "model_id": e["id"]} for e in entries if e["provider"] in ORIGIN_PROVIDERS]

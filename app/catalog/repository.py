@@ -56,18 +56,21 @@ async def update_provider(conn: AsyncConnection, provider_id: str, values: dict[
     return (await conn.execute(query)).first()
 
 
-async def upsert_models(conn: AsyncConnection, rows: list[dict[str, Any]]) -> int:
-    """Insert or update model metadata; returns how many rows actually changed."""
-    return sum([await _upsert_models(conn, chunk) for chunk in chunks(rows)], 0)
+async def upsert_models(conn: AsyncConnection, rows: list[dict[str, Any]], *, keep_known: bool = False) -> int:
+    """Insert or update model metadata; returns how many rows actually changed. With `keep_known`,
+    a null in `rows` keeps the stored value instead of erasing it."""
+    return sum([await _upsert_models(conn, chunk, keep_known) for chunk in chunks(rows)], 0)
 
 
-async def _upsert_models(conn: AsyncConnection, rows: list[dict[str, Any]]) -> int:
+async def _upsert_models(conn: AsyncConnection, rows: list[dict[str, Any]], keep_known: bool) -> int:
     query = insert(models).values(rows)
-    changed = {name: query.excluded[name] for name in MODEL_FIELDS if name != "id"}
+    changed = {
+        name: func.coalesce(query.excluded[name], models.c[name]) if keep_known else query.excluded[name]
+        for name in MODEL_FIELDS
+        if name != "id"
+    }
     # IS DISTINCT FROM: an identical re-import writes nothing, so it does not bump the catalog version.
-    differs = func.row(*(models.c[name] for name in changed)).is_distinct_from(
-        func.row(*(query.excluded[name] for name in changed))
-    )
+    differs = func.row(*(models.c[name] for name in changed)).is_distinct_from(func.row(*changed.values()))
     query = query.on_conflict_do_update(
         index_elements=[models.c.id], set_={**changed, "updated_at": func.now()}, where=differs
     ).returning(models.c.id)

@@ -83,8 +83,10 @@ class Model:
         return self.row.type == "embedding"
 
     def price_at(self, at: datetime) -> PriceVersion | None:
+        """The version in effect at `at`. Usage from before the first known price is priced with that
+        first price: a dataset dates a price from when it was recorded, not from when it began."""
         index = bisect.bisect_right([p.effective_from for p in self.prices], at)
-        return self.prices[index - 1] if index else None
+        return self.prices[max(index, 1) - 1] if self.prices else None
 
 
 @dataclass(frozen=True, slots=True)

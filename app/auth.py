@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import asyncpg
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
@@ -97,22 +98,21 @@ class LastUsed:
                 log.warning("could not record API key last use", exc_info=True)
 
 
-async def authenticate(engine: AsyncEngine, key: str | None) -> Principal:
+async def authenticate(pool: asyncpg.Pool, key: str | None) -> Principal:
     if not key:
         raise Unauthenticated("Missing API key: send it as `X-API-Key` or `Authorization: Bearer`")
     if not key.startswith(KEY_PREFIX) or len(key) < len(KEY_PREFIX) + KEY_ID_LENGTH + 32:
         raise Unauthenticated("Invalid API key")
     key_id = key[len(KEY_PREFIX) : len(KEY_PREFIX) + KEY_ID_LENGTH]
     # Looked up on every request, so a revocation is seen at once by every worker.
-    async with engine.connect() as conn:
-        row = await repository.get_for_auth(conn, key_id)
-    if row is None or not hmac.compare_digest(row.secret_hash, hash_key(key)):
+    row = await repository.get_for_auth(pool, key_id)
+    if row is None or not hmac.compare_digest(row["secret_hash"], hash_key(key)):
         raise Unauthenticated("Invalid API key")
-    if row.revoked_at is not None:
+    if row["revoked_at"] is not None:
         raise Unauthenticated("API key has been revoked")
-    if row.expires_at is not None and row.expires_at <= datetime.now(UTC):
+    if row["expires_at"] is not None and row["expires_at"] <= datetime.now(UTC):
         raise Unauthenticated("API key has expired")
-    return Principal(key_id=row.id, scopes=frozenset(row.scopes), account_id=row.account_id)
+    return Principal(key_id=row["id"], scopes=frozenset(row["scopes"]), account_id=row["account_id"])
 
 
 class RateLimited(AppError):
@@ -147,14 +147,16 @@ class RateLimiter:
 class ApiKeyMiddleware(AbstractAuthenticationMiddleware):
     async def authenticate_request(self, connection: ASGIConnection) -> AuthenticationResult:
         state = connection.app.state
-        principal = await authenticate(state.engine, read_key(connection))
+        principal = await authenticate(state.pool, read_key(connection))
         state.rate_limiter.check(principal.key_id)
         state.last_used.mark(principal.key_id)
         return AuthenticationResult(user=principal, auth=principal.key_id)
 
 
-def require_scope(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
-    """Every authenticated route names its scope in `opt`; one without is closed to all."""
+async def require_scope(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
+    """Every authenticated route names its scope in `opt`; one without is closed to all.
+
+    A coroutine: Litestar runs a plain-function guard in its thread pool, a thread hop per request."""
     if "user" not in connection.scope:
         return  # a public path (PUBLIC_PATHS, exclude_from_auth): the middleware did not run
     scope = handler.opt.get("scope")

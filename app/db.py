@@ -74,8 +74,16 @@ async def create_pool(url: str, size: int, statement_timeout_ms: int | None = No
         min_size=1,
         max_size=size,
         init=init,
+        reset=keep_session,
         server_settings=server_settings(statement_timeout_ms),
     )
+
+
+async def keep_session(conn: asyncpg.Connection) -> None:
+    """Releasing a connection skips asyncpg's default reset, a round trip per transaction (`SELECT
+    pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL;`): nothing sets session state on
+    these connections (only transaction-scoped advisory locks), and asyncpg still rolls back an open
+    transaction and drops listeners on release."""
 
 
 async def transaction(pool: asyncpg.Pool, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:

@@ -40,11 +40,33 @@ def cached(request: AnyRequest, key: tuple, render: Callable[[Catalog], Any]) ->
     """A catalog view from this worker's memory, with an ETag; 304 when the client has it already."""
     store: CatalogStore = request.app.state.catalog
     finance = request.user.is_finance
-    body, etag = store.body((*key, finance), lambda catalog: render_for(catalog, render, finance))
-    headers = {"ETag": etag, "Cache-Control": "private, no-cache"}
+    body, etag, gzipped = store.body(
+        (*key, finance),
+        lambda catalog: render_for(catalog, render, finance),
+        gzipped=accepts_gzip(request.headers.get("accept-encoding", "")),
+    )
+    headers = {"ETag": etag, "Cache-Control": "private, no-cache", "Vary": "Accept-Encoding"}
     if etag in request.headers.get("if-none-match", ""):
         return Response(content=b"", status_code=304, headers=headers)
+    if gzipped:
+        headers["Content-Encoding"] = "gzip"
     return Response(content=body, media_type="application/json", headers=headers)
+
+
+def accepts_gzip(accept_encoding: str) -> bool:
+    """Whether `Accept-Encoding` allows gzip: its q-value (`gzip`, else `x-gzip`, else `*`) is above 0."""
+    weights: dict[str, float] = {}
+    for item in accept_encoding.lower().split(","):
+        coding, *params = (part.strip() for part in item.split(";"))
+        weight = 1.0
+        for param in params:
+            if param.startswith("q="):
+                try:
+                    weight = float(param[2:])
+                except ValueError:
+                    weight = 0.0
+        weights[coding] = weight
+    return weights.get("gzip", weights.get("x-gzip", weights.get("*", 0.0))) > 0
 
 
 def render_for(catalog: Catalog, render: Callable, finance: bool) -> Any:

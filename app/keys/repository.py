@@ -1,5 +1,6 @@
 from datetime import datetime
 
+import asyncpg
 from sqlalchemy import Row, and_, bindparam, func, insert, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -17,16 +18,12 @@ PUBLIC_COLUMNS = (
 )
 
 
-async def get_for_auth(conn: AsyncConnection, key_id: str) -> Row | None:
-    query = select(
-        api_keys.c.id,
-        api_keys.c.secret_hash,
-        api_keys.c.scopes,
-        api_keys.c.account_id,
-        api_keys.c.expires_at,
-        api_keys.c.revoked_at,
-    ).where(api_keys.c.id == key_id)
-    return (await conn.execute(query)).first()
+async def get_for_auth(pool: asyncpg.Pool, key_id: str) -> asyncpg.Record | None:
+    # Every request runs this, so it is plain asyncpg: a cached prepared statement, one round trip,
+    # no transaction (SQLAlchemy added BEGIN and ROLLBACK, and its pool overflowed into new connections).
+    return await pool.fetchrow(
+        "SELECT id, secret_hash, scopes, account_id, expires_at, revoked_at FROM api_keys WHERE id = $1", key_id
+    )
 
 
 async def insert_key(

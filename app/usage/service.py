@@ -50,11 +50,12 @@ class Prepared:
     authorization_id: str | None
     metadata: dict[str, str] | None
 
-    def payload(self) -> dict[str, Any]:
-        """What a retry must repeat exactly; occurred_at only when the client chose it."""
+    def payload(self, with_time: bool) -> dict[str, Any]:
+        """What a retry must repeat exactly. The time counts only when the retry states one: a
+        retry that leaves occurred_at out means "when it happened", whatever the first copy said."""
         fields = {name: getattr(self, name) for name in TOKEN_FIELDS}
         fields |= {"model": self.model_id, "authorization_id": self.authorization_id, "metadata": self.metadata}
-        if self.occurred_at_given:
+        if with_time:
             fields["occurred_at"] = self.occurred_at
         return fields
 
@@ -291,7 +292,7 @@ async def claim_holds(
 
 
 def replay(event: Prepared, row: Any) -> Outcome:
-    fields = differing_fields(stored_payload(row, event.occurred_at_given), event.payload())
+    fields = differing_fields(stored_payload(row, event.occurred_at_given), event.payload(event.occurred_at_given))
     if fields:
         return Outcome("error", error=reused(event.event_id, fields))
     return Outcome("duplicate", event=stored_view(row, replay=True))
@@ -300,7 +301,8 @@ def replay(event: Prepared, row: Any) -> Outcome:
 def repeat_in_batch(event: Prepared, original: Prepared, outcome: Outcome) -> Outcome:
     if outcome.status == "error" and outcome.error.code == "account_not_found":
         return outcome
-    fields = differing_fields(original.payload(), event.payload())
+    with_time = event.occurred_at_given
+    fields = differing_fields(original.payload(with_time), event.payload(with_time))
     if fields:
         return Outcome("error", error=reused(event.event_id, fields))
     if outcome.event is None:

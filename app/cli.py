@@ -39,12 +39,14 @@ def load_settings() -> Settings:
         raise click.ClickException(str(exc)) from None
 
 
-def in_transaction(url: str, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+def in_transaction(url: str, work: Callable[[AsyncConnection], Awaitable[T]], *, begin: bool = True) -> T:
+    """`work` in one transaction; with begin=False on a bare connection (it manages its own)."""
+
     async def run() -> T:
         engine = db.create_engine(url, pool_size=1)
         try:
             await db.check_schema(engine)
-            async with engine.begin() as conn:
+            async with engine.begin() if begin else engine.connect() as conn:
                 return await work(conn)
         finally:
             await engine.dispose()
@@ -277,7 +279,7 @@ def catalog_sync(names: tuple[str, ...], dry_run: bool, curated: bool, litellm_f
                 progress=progress,
             )
 
-        result = on_connection(url, work)
+        result = in_transaction(url, work, begin=False)
     if as_json:
         print_json(result)
     for source in result.results:
@@ -307,24 +309,6 @@ def describe_change(change: SyncChange) -> str:
     if change.change == "updated":
         return f"updated  {change.id}: {', '.join(change.fields)}"
     return f"deprecated {change.id} from {change.deprecation_date}"
-
-
-def on_connection(url: str, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
-    """`work` on a connection outside any transaction (it manages its own)."""
-
-    async def run() -> T:
-        engine = db.create_engine(url, pool_size=1)
-        try:
-            await db.check_schema(engine)
-            async with engine.connect() as conn:
-                return await work(conn)
-        finally:
-            await engine.dispose()
-
-    try:
-        return asyncio.run(run())
-    except db.SchemaOutdated as exc:
-        raise click.ClickException(str(exc)) from None
 
 
 @main.command()

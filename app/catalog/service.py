@@ -39,7 +39,8 @@ from app.catalog.schemas import (
 )
 from app.db import plain_dsn
 from app.errors import Conflict, InvalidRequest, NotFound
-from app.pricing import Rates, Tier, credit_rate
+from app.pricing import Quote, Rates, Tier, Usage, credit_rate
+from app.pricing import quote as pricing_quote
 
 log = logging.getLogger("app.catalog")
 
@@ -120,6 +121,17 @@ class Catalog:
                 f"Provider not configured for model '{model.id}'", code="provider_not_configured", param="model"
             )
         return model
+
+    def quote(self, model: Model, usage: Usage, at: datetime) -> tuple[Quote, PriceVersion, Decimal]:
+        """How a charge, an estimate and a hold are all priced: with the price version and margin in
+        effect at `at`. Raises model_unpriced when no price is known."""
+        price = model.price_at(at)
+        margin = self.margin_at(model, at)
+        rates = price.rates if price else None
+        quote = pricing_quote(
+            model.id, rates, usage, embedding=model.embedding, margin=margin, credits_per_usd=self.credits_per_usd
+        )
+        return quote, price, margin
 
     def margin_at(self, model: Model, at: datetime) -> Decimal:
         """Most specific wins: the model's override, then its provider's, then DEFAULT_MARGIN."""

@@ -30,19 +30,10 @@ def estimate(
     catalog: Catalog, model_ref: str, usage: pricing.Usage, now: datetime, *, finance: bool, compared: bool = False
 ) -> tuple[Estimate, Decimal]:
     model = catalog.require_available(model_ref)
-    price = model.price_at(now)
-    margin = catalog.margin_at(model, now)
     if compared and model.embedding:
         # Compared with language models, an embedding model simply produces no output.
         usage = replace(usage, output_tokens=0, reasoning_tokens=0)
-    quote = pricing.quote(
-        model.id,
-        price.rates if price else None,
-        usage,
-        embedding=model.embedding,
-        margin=margin,
-        credits_per_usd=catalog.credits_per_usd,
-    )
+    quote, price, margin = catalog.quote(model, usage, now)
     lines = [Line(line.kind, line.tokens, exact(line.rate_credits_per_1m), money(line.credits)) for line in quote.lines]
     view = Estimate(
         model=model.id,

@@ -305,22 +305,13 @@ async def authorize(
     """Hold the call's worst-case cost, or refuse with 402. The account row is locked while the
     available balance is checked and the hold written, so concurrent holds cannot overspend."""
     model = catalog.require_available(data.model)
-    price = model.price_at(now)
-    margin = catalog.margin_at(model, now)
     usage = pricing.Usage(
         input_tokens=data.input_tokens,
         output_tokens=0 if model.embedding else data.max_output_tokens,
         cached_input_tokens=data.cached_input_tokens,
         cache_write_tokens=data.cache_write_tokens,
     )
-    quote = pricing.quote(
-        model.id,
-        price.rates if price else None,
-        usage,
-        embedding=model.embedding,
-        margin=margin,
-        credits_per_usd=catalog.credits_per_usd,
-    )
+    quote, price, margin = catalog.quote(model, usage, now)
     books = await open_books(conn, [account_id], now)
     if account_id not in books.balance:
         raise NotFound(f"Account '{account_id}' not found", code="account_not_found", param="account_id")

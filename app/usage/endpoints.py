@@ -20,7 +20,7 @@ AnyRequest = Request[Principal, str, Any]
 
 def prepare(request: AnyRequest, event: UsageIn) -> service.Prepared:
     state = request.app.state
-    return service.prepare(event, request.user, state.catalog.catalog, state.clock.now(), state.credits_per_usd)
+    return service.prepare(event, request.user, state.catalog.catalog, state.clock.now())
 
 
 class UsageController(Controller):

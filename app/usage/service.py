@@ -60,9 +60,7 @@ class Prepared:
         return fields
 
 
-def prepare(
-    event: UsageIn, principal: Principal, catalog: Catalog, now: datetime, credits_per_usd: Decimal
-) -> Prepared:
+def prepare(event: UsageIn, principal: Principal, catalog: Catalog, now: datetime) -> Prepared:
     account_id = principal.account(event.account_id)
     if account_id is None:
         raise InvalidRequest("`account_id` is required for a key not bound to an account", param="account_id")
@@ -79,27 +77,18 @@ def prepare(
     # Usage of a disabled provider's model still happened, so it is still charged.
     model = catalog.require(event.model)
     usage = pricing.Usage(**{name: getattr(event, name) for name in TOKEN_FIELDS})
-    price = model.price_at(occurred_at)
-    margin = catalog.margin_at(model, occurred_at)
-    quote = pricing.quote(
-        model.id,
-        price.rates if price else None,
-        usage,
-        embedding=model.embedding,
-        margin=margin,
-        credits_per_usd=credits_per_usd,
-    )
+    quote, price, margin = catalog.quote(model, usage, occurred_at)
     return Prepared(
         account_id=account_id,
         event_id=event.event_id,
         model_id=model.id,
         price_id=price.id,
         margin=margin,
-        credits_per_usd=credits_per_usd,
+        credits_per_usd=catalog.credits_per_usd,
         **{name: getattr(usage, name) for name in TOKEN_FIELDS},
         cost=quote.credits,
         upstream_cost_usd=quote.upstream_usd,
-        credits_usd=pricing.credits_value(quote.credits, credits_per_usd),
+        credits_usd=pricing.credits_value(quote.credits, catalog.credits_per_usd),
         occurred_at=occurred_at,
         occurred_at_given=event.occurred_at is not None,
         authorization_id=event.authorization_id,

@@ -1,6 +1,7 @@
 """Every error leaves the service as {"error": {"message", "type", "code"[, "param"]}}."""
 
 import logging
+import socket
 from typing import Any
 
 import asyncpg
@@ -132,7 +133,11 @@ UNAVAILABLE = (
     asyncpg.exceptions.InterfaceError,
     ConnectionError,
     TimeoutError,
+    FileNotFoundError,  # a Unix-socket URL whose server is down: its socket file is gone
+    socket.gaierror,  # a host name that does not resolve (DNS down)
 )
+# Values PostgreSQL refuses (a time past year 9999, a number out of range): bad input, not a crash.
+BAD_VALUE = (asyncpg.exceptions.DataError, OverflowError)
 
 
 def database_cause(exc: BaseException) -> BaseException:
@@ -146,6 +151,9 @@ def handle_unexpected(request: Request, exc: Exception) -> Response:
     cause = database_cause(exc)
     if isinstance(cause, BAD_TEXT):
         return Response(error_body(400, "validation_error", "Text must not contain NUL characters"), status_code=400)
+    if isinstance(cause, BAD_VALUE):
+        log.info("value refused on %s %s: %r", request.method, request.url.path, cause)
+        return Response(error_body(400, "validation_error", "A value is out of the range accepted"), status_code=400)
     if isinstance(cause, UNAVAILABLE) or (isinstance(exc, DBAPIError) and exc.connection_invalidated):
         log.warning("database unavailable on %s %s: %r", request.method, request.url.path, cause)
         body = error_body(503, "database_unavailable", "The database is unavailable; retry shortly")

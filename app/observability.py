@@ -13,7 +13,6 @@ from litestar import Request, get
 from litestar.response import Response
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
     Gauge,
@@ -123,4 +122,5 @@ async def metrics(request: Request) -> Response:
     if pool is not None:
         POOL_SIZE.set(pool.get_size())
         POOL_IN_USE.set(pool.get_size() - pool.get_idle_size())
-    return Response(generate_latest(registry()), media_type=CONTENT_TYPE_LATEST)
+    # Prometheus' text format; Litestar adds the charset.
+    return Response(generate_latest(registry()), media_type="text/plain; version=1.0.0")

@@ -2,7 +2,6 @@
 
 import base64
 import binascii
-from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 import msgspec
@@ -46,10 +45,3 @@ def page(rows: list, limit: int, key, shape) -> Page:
     rows = rows[:limit]
     cursor = encode_cursor(*key(rows[-1])) if more and rows else None
     return Page(data=[shape(row) for row in rows], next_cursor=cursor)
-
-
-def aware(value: datetime | None, name: str) -> datetime | None:
-    """A time filter must say its offset; a naive time would be read in some unknown zone."""
-    if value is not None and value.tzinfo is None:
-        raise InvalidRequest(f"`{name}` needs a time zone offset (RFC 3339)", param=name)
-    return value

@@ -41,6 +41,7 @@ from app.db import plain_dsn
 from app.errors import Conflict, InvalidRequest, NotFound
 from app.pricing import Quote, Rates, Tier, Usage, credit_rate
 from app.pricing import quote as pricing_quote
+from app.times import utc
 
 log = logging.getLogger("app.catalog")
 
@@ -420,10 +421,7 @@ SKEW = timedelta(minutes=1)
 
 def _effective_from(requested: datetime | None, latest: datetime | None, moment: datetime) -> datetime:
     """History is append-only: a new version starts now or later, after every stored one."""
-    if requested is None:
-        requested = moment
-    elif requested.tzinfo is None:
-        raise InvalidRequest("`effective_from` needs a time zone offset", param="effective_from")
+    requested = moment if requested is None else utc(requested, "effective_from")
     if requested < moment - SKEW:
         raise InvalidRequest(
             "`effective_from` cannot be in the past: history is never rewritten", param="effective_from"
@@ -446,6 +444,8 @@ async def create_provider(conn: AsyncConnection, data: ProviderCreate) -> Row:
 
 async def update_provider(conn: AsyncConnection, provider_id: str, data: ProviderUpdate) -> Row:
     values = {k: v for k, v in msgspec.structs.asdict(data).items() if v is not None}
+    if not values:
+        raise InvalidRequest("Nothing to change: give `name` or `enabled`", param="enabled")
     row = await repository.update_provider(conn, provider_id, values)
     if row is None:
         raise NotFound(f"Provider '{provider_id}' not found", code="provider_not_found")

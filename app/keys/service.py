@@ -8,6 +8,7 @@ from app.errors import InvalidRequest, NotFound
 from app.keys import repository
 from app.keys.schemas import CreatedKey, Key, KeyCreate
 from app.ledger import repository as ledger_repository
+from app.times import utc
 
 
 def to_key(row: Row) -> Key:
@@ -21,11 +22,9 @@ async def create(conn: AsyncConnection, data: KeyCreate, actor: str) -> CreatedK
             raise InvalidRequest("An `admin` key cannot be bound to an account", param="scopes")
         if not await ledger_repository.account_exists(conn, data.account_id):
             raise NotFound(f"Account '{data.account_id}' not found", code="account_not_found", param="account_id")
-    if data.expires_at is not None:
-        if data.expires_at.tzinfo is None:
-            raise InvalidRequest("`expires_at` needs a time zone offset", param="expires_at")
-        if data.expires_at <= datetime.now(UTC):
-            raise InvalidRequest("`expires_at` must be in the future", param="expires_at")
+    expires_at = None if data.expires_at is None else utc(data.expires_at, "expires_at")
+    if expires_at is not None and expires_at <= datetime.now(UTC):
+        raise InvalidRequest("`expires_at` must be in the future", param="expires_at")
     key_id, secret = new_key()
     row = await repository.insert_key(
         conn,
@@ -34,7 +33,7 @@ async def create(conn: AsyncConnection, data: KeyCreate, actor: str) -> CreatedK
         secret_hash=hash_key(secret),
         scopes=scopes,
         account_id=data.account_id,
-        expires_at=data.expires_at,
+        expires_at=expires_at,
     )
     details = {"name": data.name, "scopes": scopes, "account_id": data.account_id}
     await repository.audit(conn, actor=actor, action="api_key.created", target=f"api_key:{row.id}", details=details)

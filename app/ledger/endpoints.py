@@ -29,7 +29,8 @@ from app.ledger.schemas import (
     Reversal,
     ReversalCreate,
 )
-from app.pagination import DEFAULT_LIMIT, Page, aware, check_limit, decode_cursor, page
+from app.pagination import DEFAULT_LIMIT, Page, check_limit, decode_cursor, page
+from app.times import aware
 
 
 class AccountController(Controller):

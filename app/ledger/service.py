@@ -28,6 +28,7 @@ from app.ledger.schemas import (
     ReversalCreate,
 )
 from app.money import check_amount, money
+from app.times import utc
 
 
 def to_account(row: Row) -> Account:
@@ -188,12 +189,11 @@ async def create_grant(
     amount = check_amount(data.amount, "amount")
     if amount <= 0:
         raise InvalidRequest("`amount` must be positive", param="amount")
-    if data.expires_at is not None and data.expires_at.tzinfo is None:
-        raise InvalidRequest("`expires_at` needs a time zone offset", param="expires_at")
+    expires_at = None if data.expires_at is None else utc(data.expires_at, "expires_at")
     request = {
         "amount": money(amount),
         "description": data.description,
-        "expires_at": data.expires_at.isoformat() if data.expires_at else None,
+        "expires_at": expires_at.isoformat() if expires_at else None,
     }
     scope = f"grant:{account_id}"
     if idempotency_key is not None:
@@ -202,7 +202,7 @@ async def create_grant(
             return replay.status, replay.body
     # Checked after the replay: a retry of a made grant answers as the first time, even once its
     # expiry has passed.
-    if data.expires_at is not None and data.expires_at <= now:
+    if expires_at is not None and expires_at <= now:
         raise InvalidRequest("`expires_at` must be in the future", param="expires_at")
     books = await open_books(conn, [account_id], now)
     if account_id not in books.balance:
@@ -215,7 +215,7 @@ async def create_grant(
         kind="grant",
         counterparty="system:grants",
         description=data.description,
-        expires_at=data.expires_at,
+        expires_at=expires_at,
         now=now,
     )
     await books.close(conn, now)

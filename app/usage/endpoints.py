@@ -11,7 +11,8 @@ from app.auth import Principal
 from app.db import Db
 from app.errors import AppError, InvalidRequest
 from app.observability import EVENTS
-from app.pagination import DEFAULT_LIMIT, Page, aware, check_limit, decode_cursor, page
+from app.pagination import DEFAULT_LIMIT, Page, check_limit, decode_cursor, page
+from app.times import aware
 from app.usage import repository, service
 from app.usage.schemas import BatchIn, BatchOut, BatchResult, UsageEvent, UsageIn
 

@@ -2,7 +2,7 @@
 with a fixed handful of set-based statements in one transaction."""
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -17,6 +17,7 @@ from app.idempotency import differing_fields, reused
 from app.ledger import repository as ledger_repository
 from app.ledger.service import open_books
 from app.money import money
+from app.times import utc
 from app.usage import repository
 from app.usage.schemas import ErrorObject, UsageEvent, UsageIn
 
@@ -64,13 +65,10 @@ def prepare(event: UsageIn, principal: Principal, catalog: Catalog, now: datetim
     account_id = principal.account(event.account_id)
     if account_id is None:
         raise InvalidRequest("`account_id` is required for a key not bound to an account", param="account_id")
-    occurred_at = event.occurred_at or now
-    if occurred_at.tzinfo is None:
-        raise InvalidRequest("`occurred_at` needs a time zone offset (RFC 3339)", param="occurred_at")
+    # Stored and answered in UTC, so the first answer, a replay and a listing show the same time.
+    occurred_at = utc(event.occurred_at or now, "occurred_at")
     if occurred_at > now + CLOCK_SKEW:
         raise InvalidRequest("`occurred_at` is in the future", param="occurred_at")
-    # Stored and answered in UTC, so the first answer, a replay and a listing show the same time.
-    occurred_at = occurred_at.astimezone(UTC)
     check_metadata(event.metadata)
     for name in ("event_id", "model", "authorization_id"):
         check_text(getattr(event, name), name)

@@ -25,7 +25,7 @@ from app.catalog.sources import Upstreams
 from app.clock import Clock
 from app.config import Settings
 from app.db import Db
-from app.errors import EXCEPTION_HANDLERS, error_body
+from app.errors import EXCEPTION_HANDLERS, UNAVAILABLE, database_cause, error_body
 from app.estimates.endpoints import EstimateController
 from app.keys.endpoints import KeyController
 from app.ledger.endpoints import AccountController, AuthorizationController
@@ -97,6 +97,25 @@ async def sync_catalog_periodically(state: State, sources: tuple[str, ...], inte
             log.warning("catalog sync failed", exc_info=True)
 
 
+async def wait_for_database(engine: AsyncEngine, patience: float = 60) -> None:
+    """A worker started (or restarted by the server) while the database is down waits for it, rather
+    than failing its start and, with it, the whole server. An outdated schema still fails at once."""
+    deadline = asyncio.get_running_loop().time() + patience
+    delay = 0.1
+    while True:
+        try:
+            await db.check_schema(engine)
+            return
+        except db.SchemaOutdated:
+            raise
+        except Exception as exc:
+            if not isinstance(database_cause(exc), UNAVAILABLE) or asyncio.get_running_loop().time() > deadline:
+                raise
+            log.warning("database unavailable at start (%r); retrying in %.1f s", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2)
+
+
 def create_app(settings: Settings | None = None, clock: Clock | None = None) -> Litestar:
     settings = settings or Settings.from_env()
     clock = clock or Clock()
@@ -109,7 +128,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         engine = db.create_engine(settings.database_url, settings.db_pool_size, settings.statement_timeout_ms)
         state = app.state
         try:
-            await db.check_schema(engine)
+            await wait_for_database(engine)
             state.engine = engine
             state.pool = await db.create_pool(
                 settings.database_url, settings.db_pool_size, settings.statement_timeout_ms

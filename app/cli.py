@@ -117,6 +117,9 @@ def serve(host: str | None, port: int | None, workers: int | None, migrate: bool
             workers=workers,
             log_level=settings.log_level.lower(),
             access_log=False,
+            # A worker may spend a while waiting for the database at start; the default 5 s would
+            # have the server kill and respawn it in a loop.
+            timeout_worker_healthcheck=90,
         )
 
 

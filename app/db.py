@@ -71,7 +71,8 @@ async def create_pool(url: str, size: int, statement_timeout_ms: int | None = No
 
     return await asyncpg.create_pool(
         plain_dsn(url),
-        min_size=1,
+        # Connections are opened on demand, so a pool made while the database restarts still works.
+        min_size=0,
         max_size=size,
         init=init,
         reset=keep_session,

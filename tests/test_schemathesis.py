@@ -869,7 +869,6 @@ def test_error_statuses_are_documented():
     assert not missing
 
 
-@xfail("SCHEMA-3", SCHEMA_BUGS["SCHEMA-3"])
 def test_catalog_rates_are_documented_as_numbers():
     model = SERVED["components"]["schemas"]["CatalogModel"]["properties"]
     assert {name: model[name] for name in RATE_FIELDS} == {
@@ -877,7 +876,6 @@ def test_catalog_rates_are_documented_as_numbers():
     }
 
 
-@xfail("SCHEMA-4", SCHEMA_BUGS["SCHEMA-4"])
 def test_the_schema_is_the_same_on_every_start():
     assert SERVED == SERVED_AGAIN
 

@@ -11,6 +11,8 @@ ModelType = Literal["language", "embedding"]
 Slug = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
 ModelName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@+/-]{0,199}$")]
 Count = Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)]
+# The documented type of an exact rate served as a JSON number (see CatalogModel).
+JsonNumber = float
 
 
 class TierRates(msgspec.Struct):
@@ -69,10 +71,12 @@ class CatalogModel(msgspec.Struct, omit_defaults=True):
     created: int
     deprecation_date: date | None
     priced: bool
-    input_cost_per_1m_tokens: Decimal | None
-    output_cost_per_1m_tokens: Decimal | None
-    cost_per_1k_input: Decimal | None
-    cost_per_1k_output: Decimal | None
+    # These hold Decimal values, written as JSON numbers digit for digit by service.ENCODER. They are
+    # annotated `JsonNumber` only so that the OpenAPI document says "number": no float is ever made.
+    input_cost_per_1m_tokens: JsonNumber | None
+    output_cost_per_1m_tokens: JsonNumber | None
+    cost_per_1k_input: JsonNumber | None
+    cost_per_1k_output: JsonNumber | None
     pricing: Pricing | None
     upstream: Upstream | msgspec.UnsetType | None = msgspec.UNSET
     margin: str | msgspec.UnsetType = msgspec.UNSET

@@ -49,3 +49,22 @@ pin: | $(UV) ## Re-pin requirements*.txt from the ranges in pyproject.toml
 
 clean: ## Remove the virtual environment and caches (keeps the embedded database in .data/)
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
+
+.PHONY: schemathesis chaos
+
+schemathesis: $(VENV)/.dev ## Long Schemathesis run on a real `billing serve` (SCHEMATHESIS_MAX_EXAMPLES, default 100)
+	SCHEMATHESIS_SERVE=1 SCHEMATHESIS_MAX_EXAMPLES=$${SCHEMATHESIS_MAX_EXAMPLES:-100} \
+		TEST_DATABASE_URL=$${TEST_DATABASE_URL:-$$DATABASE_URL} \
+		$(BIN)/pytest tests/test_schemathesis.py -k 'test_every_operation or test_catalog_loaders' $(PYTEST_ARGS)
+
+chaos: $(VENV)/.runtime ## Kill a worker and crash PostgreSQL under load; fails if an event is lost or doubled
+	$(BIN)/python scripts/chaos.py $(CHAOS_ARGS)
+
+.PHONY: bench
+
+# wrk is the load generator; `make bench` installs the Debian package when it is missing.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+bench: $(VENV)/.dev ## Benchmarks against the database's own limit (~13 min; DATABASE_URL or embedded; see BENCHMARKS.md)
+	@command -v wrk >/dev/null || $(SUDO) apt-get install -y wrk || ($(SUDO) apt-get update && $(SUDO) apt-get install -y wrk)
+	$(BIN)/python -m bench.run

@@ -170,3 +170,18 @@ async def scratch(client, admin, conn_engine) -> AsyncIterator[str]:
         await conn.execute(text("DELETE FROM model_aliases WHERE model_id LIKE :pattern"), params)
         await conn.execute(text("DELETE FROM models WHERE provider = :provider"), params)
         await conn.execute(text("DELETE FROM providers WHERE id = :provider"), params)
+
+
+# Modules that start one app for all their tests override `client` and `clock` with these.
+@pytest.fixture(scope="module")
+def shared_clock() -> FixedClock:
+    return FixedClock(datetime.now(UTC))
+
+
+@pytest.fixture(scope="module")
+async def app_client(settings, shared_clock) -> AsyncIterator[AsyncTestClient]:
+    """One app for the whole module, since starting one takes 0.3 s; the tables are still emptied after
+    every test. Its sweeper is idle (once an hour): grants expire only when a test says so."""
+    app = create_app(replace(settings, expiry_sweep_seconds=3600), shared_clock)
+    async with AsyncTestClient(app) as client:
+        yield client

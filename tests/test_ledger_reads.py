@@ -1,31 +1,14 @@
 """Reads: balances, the ledger (kind and time filters, cursor pages, the balance_after chain), GET /usage
 (filters and pages), and account-bound keys seeing their own account only."""
 
-from collections.abc import AsyncIterator
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 from litestar.testing import AsyncTestClient
 
-from app.asgi import create_app
 from app.clock import FixedClock
 from tests.helpers import assert_error
-
-
-@pytest.fixture(scope="module")
-def shared_clock() -> FixedClock:
-    return FixedClock(datetime.now(UTC))
-
-
-@pytest.fixture(scope="module")
-async def app_client(settings, shared_clock) -> AsyncIterator[AsyncTestClient]:
-    """One app for the whole module, since starting one takes 0.3 s; the tables are still emptied after
-    every test. Its sweeper is idle (once an hour): grants expire only when a test says so."""
-    app = create_app(replace(settings, expiry_sweep_seconds=3600), shared_clock)
-    async with AsyncTestClient(app) as client:
-        yield client
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 import re
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -10,24 +9,9 @@ import pytest
 from litestar.testing import AsyncTestClient
 from sqlalchemy import text
 
-from app.asgi import create_app
 from app.clock import FixedClock
 from tests.conftest import KEEP_TABLES
 from tests.helpers import assert_error
-
-
-@pytest.fixture(scope="module")
-def shared_clock() -> FixedClock:
-    return FixedClock(datetime.now(UTC))
-
-
-@pytest.fixture(scope="module")
-async def app_client(settings, shared_clock) -> AsyncIterator[AsyncTestClient]:
-    """One app for the whole module, since starting one takes 0.3 s; the tables are still emptied after
-    every test. Its sweeper is idle (once an hour): grants expire only when a test says so."""
-    app = create_app(replace(settings, expiry_sweep_seconds=3600), shared_clock)
-    async with AsyncTestClient(app) as client:
-        yield client
 
 
 @pytest.fixture

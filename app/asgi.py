@@ -17,7 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app import db
-from app.auth import ApiKeyMiddleware, LastUsed, RateLimiter, last_used_tracking, require_scope
+from app.auth import ApiKeyMiddleware, KeyCache, KeyChanges, LastUsed, RateLimiter, last_used_tracking, require_scope
 from app.catalog import sync
 from app.catalog.endpoints import CatalogAdminController, ModelController, OpenAIModelController
 from app.catalog.service import CatalogStore, now
@@ -137,6 +137,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             state.clock = clock
             state.credits_per_usd = settings.credits_per_usd
             state.last_used = LastUsed()
+            state.key_cache = KeyCache(KeyChanges.for_database(settings.database_url))
             state.upstreams = Upstreams.from_settings(settings)
             state.sync_sources = settings.sync_sources
             state.catalog = CatalogStore(engine, settings.default_margin, settings.credits_per_usd)
@@ -144,6 +145,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             state.coalescer = Coalescer(state.pool, clock)
             background = [
                 state.catalog.watch(settings.database_url),
+                state.key_cache.watch(settings.database_url),
                 state.coalescer.run(),
                 sweep_expired_grants(state, settings.expiry_sweep_seconds),
             ]

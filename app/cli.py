@@ -14,7 +14,7 @@ import msgspec
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app import db
-from app.auth import SCOPES
+from app.auth import SCOPES, KeyChanges
 from app.catalog.importer import DEFAULT_CATALOG, import_catalog, read_catalog
 from app.catalog.schemas import ImportResult, SyncChange
 from app.catalog.sources import Upstreams
@@ -204,7 +204,9 @@ def keys_list() -> None:
 @click.argument("key_id")
 def keys_revoke(key_id: str) -> None:
     """Revoke a key by its id; it stops working at once."""
-    key = run_command(lambda conn: key_service.revoke(conn, key_id, actor="cli"))
+    with db.database_url(load_settings()) as url:
+        key = in_transaction(url, lambda conn: key_service.revoke(conn, key_id, actor="cli"))
+        KeyChanges.for_database(url).announce()  # committed: the workers of this host drop their cached keys
     click.echo(f"revoked {key.id} at {key.revoked_at.isoformat()}")
 
 

@@ -1,9 +1,13 @@
+import asyncio
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import text
 
-from app.auth import LastUsed
+from app.auth import KeyCache, KeyChanges, LastUsed
 from tests.helpers import assert_error
 
 
@@ -48,15 +52,129 @@ async def test_revoked_key_fails_at_once(client, make_key, admin):
     assert "revoked" in error["message"]
 
 
-async def test_expired_key(client, make_key, conn_engine):
-    key = await make_key("ledger:read", expires_at=datetime.now(UTC) + timedelta(hours=1))
+async def test_expired_key(client, make_key):
+    key = await make_key("ledger:read", expires_at=datetime.now(UTC) + timedelta(seconds=1))
+    await listening(client)
     assert (await client.get("/accounts", headers={"X-API-Key": key})).status_code == 200
-    async with conn_engine.begin() as conn:
-        await conn.execute(
-            text("UPDATE api_keys SET expires_at = now() - interval '1 second' WHERE id = :id"), {"id": key[4:16]}
-        )
+    await asyncio.sleep(1.1)
+    # Expiry is checked on every request, also while the key is cached.
     error = assert_error(await client.get("/accounts", headers={"X-API-Key": key}), 401, "invalid_api_key")
     assert "expired" in error["message"]
+
+
+async def listening(client) -> KeyCache:
+    """The app's key cache, once it listens for key changes (it caches nothing before)."""
+    cache: KeyCache = client.app.state.key_cache
+    for _ in range(100):
+        if cache.listening:
+            return cache
+        await asyncio.sleep(0.05)
+    raise AssertionError("the key cache never started listening")
+
+
+async def quietly(conn_engine, statement: str, key_id: str) -> None:
+    """Change a key with the change trigger off, as if its notification were lost."""
+    async with conn_engine.begin() as conn:
+        await conn.execute(text("SET LOCAL session_replication_role = replica"))
+        await conn.execute(text(statement), {"id": key_id})
+
+
+async def test_keys_are_cached_until_a_change_is_announced(client, make_key, conn_engine):
+    key = await make_key("ledger:read")
+    headers = {"X-API-Key": key}
+    cache = await listening(client)
+    assert (await client.get("/accounts", headers=headers)).status_code == 200
+    assert key[4:16] in cache.rows
+    await quietly(conn_engine, "UPDATE api_keys SET revoked_at = now() WHERE id = :id", key[4:16])
+    # Served from the cache: the database was not asked, and nothing announced the change.
+    assert (await client.get("/accounts", headers=headers)).status_code == 200
+    # What the API and the CLI do after a revocation commits, for every process of this host.
+    KeyChanges.for_database(client.app.state.engine.url.render_as_string(hide_password=False)).announce()
+    error = assert_error(await client.get("/accounts", headers=headers), 401, "invalid_api_key")
+    assert "revoked" in error["message"]
+
+
+async def test_the_cache_still_checks_the_secret(client, make_key):
+    key = await make_key("ledger:read")
+    await listening(client)
+    assert (await client.get("/accounts", headers={"X-API-Key": key})).status_code == 200
+    forged = key[:16] + ("A" if key[16] != "A" else "B") + key[17:]
+    assert_error(await client.get("/accounts", headers={"X-API-Key": forged}), 401, "invalid_api_key")
+
+
+async def test_a_change_made_in_plain_sql_reaches_the_cache(client, make_key, conn_engine):
+    key = await make_key("ledger:read")
+    headers = {"X-API-Key": key}
+    await listening(client)
+    assert (await client.get("/accounts", headers=headers)).status_code == 200
+    async with conn_engine.begin() as conn:  # the trigger notifies every listening worker
+        await conn.execute(text("UPDATE api_keys SET revoked_at = now() WHERE id = :id"), {"id": key[4:16]})
+    for _ in range(50):
+        if (await client.get("/accounts", headers=headers)).status_code == 401:
+            break
+        await asyncio.sleep(0.02)
+    else:
+        raise AssertionError("the notification never reached the key cache")
+
+
+async def test_recording_last_use_does_not_drop_the_cache(client, make_key, conn_engine):
+    key = await make_key("ledger:read")
+    cache = await listening(client)
+    assert (await client.get("/accounts", headers={"X-API-Key": key})).status_code == 200
+    await client.app.state.last_used.flush(conn_engine)
+    await asyncio.sleep(0.2)  # time for a notification, were there one
+    assert key[4:16] in cache.rows
+
+
+async def test_nothing_is_cached_while_the_listener_is_down(client, make_key, conn_engine):
+    key = await make_key("ledger:read")
+    headers = {"X-API-Key": key}
+    cache = await listening(client)
+    async with conn_engine.begin() as conn:
+        ended = await conn.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND query = 'LISTEN \"api_keys_changed\"'"
+            )
+        )
+        assert ended.scalars().all() == [True]
+    for _ in range(100):
+        if not cache.listening:
+            break
+        await asyncio.sleep(0.01)
+    assert not cache.listening
+    assert (await client.get("/accounts", headers=headers)).status_code == 200
+    if not cache.listening:  # (it reconnects after a second)
+        assert key[4:16] not in cache.rows
+    await listening(client)  # it comes back by itself
+    assert (await client.get("/accounts", headers=headers)).status_code == 200
+    assert key[4:16] in cache.rows
+
+
+def test_key_changes_are_shared_through_a_file(tmp_path):
+    path = tmp_path / "private" / "keys-test"
+    ours, theirs = KeyChanges(path), KeyChanges(path)
+    before = ours.read()
+    # Another process of this host, as the CLI is.
+    code = (
+        "import sys; from pathlib import Path; from app.auth import KeyChanges; "
+        "KeyChanges(Path(sys.argv[1])).announce()"
+    )
+    subprocess.run([sys.executable, "-c", code, str(path)], check=True)
+    assert ours.read() != before and ours.read() == theirs.read()
+    assert os.stat(path.parent).st_mode & 0o777 == 0o700 and os.stat(path).st_mode & 0o777 == 0o600
+
+
+def test_a_shared_folder_is_refused(tmp_path, caplog):
+    folder = tmp_path / "open"
+    folder.mkdir(mode=0o777)
+    folder.chmod(0o777)
+    changes = KeyChanges(folder / "keys-test")
+    assert isinstance(changes.view, bytearray) and not (folder / "keys-test").exists()
+    assert "stay within this process" in caplog.text
+    before = changes.read()
+    changes.announce()  # still works within the process
+    assert changes.read() != before
 
 
 @pytest.mark.parametrize("scope", ["catalog:read", "usage:write"])

@@ -71,13 +71,22 @@ async def test_workers_share_revocation_and_stop_on_ctrl_c(database, conn_engine
         headers = {"X-API-Key": admin}
         with httpx.Client(base_url=server.base, headers=headers, timeout=10) as client:
             assert client.get("/accounts").status_code == 200
-            created = client.post("/api-keys", json={"name": "svc", "scopes": ["ledger:read"]}).json()
-            key = {"X-API-Key": created["key"]}
-            assert all(client.get("/accounts", headers=key).status_code == 200 for _ in range(20))
-            assert client.delete(f"/api-keys/{created['id']}").status_code == 200
-            # Every request lands on either worker; none may still accept the key.
-            statuses = {client.get("/accounts", headers=key).status_code for _ in range(40)}
-            assert statuses == {401}
+            created = [client.post("/api-keys", json={"name": "svc", "scopes": ["ledger:read"]}).json() for _ in "ab"]
+
+        def statuses(key: str) -> set[int]:
+            # A new connection each time, so requests land on either worker (a kept-alive one stays on one).
+            close = {"X-API-Key": key, "Connection": "close"}
+            return {httpx.get(f"{server.base}/accounts", headers=close, timeout=10).status_code for _ in range(40)}
+
+        # Both workers have seen (and cached) both keys.
+        assert [statuses(key["key"]) for key in created] == [{200}, {200}]
+        # Revoked through the API (by either worker), and through the CLI, a process of its own.
+        revoked = httpx.delete(f"{server.base}/api-keys/{created[0]['id']}", headers=headers, timeout=10)
+        assert revoked.status_code == 200
+        env = {**os.environ, "DATABASE_URL": database}
+        subprocess.run([BILLING, "keys", "revoke", created[1]["id"]], env=env, check=True, capture_output=True)
+        # None of the following requests, whichever worker answers, may still accept either key.
+        assert [statuses(key["key"]) for key in created] == [{401}, {401}]
         workers = psutil.Process(server.process.pid).children(recursive=True)
         assert len(workers) >= 2
     finally:

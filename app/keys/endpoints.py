@@ -42,7 +42,9 @@ class KeyController(Controller):
     async def revoke_key(self, request: AnyRequest, db: Db, key_id: FromPath[str]) -> Key:
         """Revoke an API key; it stops working at once on every worker."""
         async with db.begin() as conn:
-            return await service.revoke(conn, key_id, actor=f"api_key:{request.user.key_id}")
+            key = await service.revoke(conn, key_id, actor=f"api_key:{request.user.key_id}")
+        request.app.state.key_cache.changes.announce()  # committed: every worker drops its cached keys
+        return key
 
     @get("/audit", status_code=200)
     async def audit_log(

@@ -19,8 +19,9 @@ PUBLIC_COLUMNS = (
 
 
 async def get_for_auth(pool: asyncpg.Pool, key_id: str) -> asyncpg.Record | None:
-    # Every request runs this, so it is plain asyncpg: a cached prepared statement, one round trip,
-    # no transaction (SQLAlchemy added BEGIN and ROLLBACK, and its pool overflowed into new connections).
+    # Every request that misses the key cache runs this, so it is plain asyncpg: a cached prepared
+    # statement, one round trip, no transaction (SQLAlchemy added BEGIN and ROLLBACK, and its pool
+    # overflowed into new connections).
     return await pool.fetchrow(
         "SELECT id, secret_hash, scopes, account_id, expires_at, revoked_at FROM api_keys WHERE id = $1", key_id
     )

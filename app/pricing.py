@@ -5,7 +5,7 @@ Money is Decimal end to end and floats are refused, because a float rate is alre
 """
 
 import decimal
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Context, Decimal, localcontext
 
 from app.errors import AppError, InvalidRequest
@@ -119,10 +119,13 @@ def credit_rate(usd_per_1m: Decimal, margin: Decimal, credits_per_usd: Decimal) 
         return usd_per_1m * margin * credits_per_usd
 
 
+USAGE_FIELDS = ("input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens")
+
+
 def validate_usage(usage: Usage, *, embedding: bool) -> None:
-    for field in (f.name for f in fields(usage)):
+    for field in USAGE_FIELDS:
         value = getattr(usage, field)
-        if isinstance(value, bool) or not isinstance(value, int):
+        if value.__class__ is not int and (isinstance(value, bool) or not isinstance(value, int)):
             raise InvalidRequest(f"`{field}` must be an integer", param=field)
         if not 0 <= value <= MAX_TOKENS:
             raise InvalidRequest(f"`{field}` must be between 0 and {MAX_TOKENS}, got {value}", param=field)
@@ -187,5 +190,137 @@ def quote(
 
 def credits_value(credits: Decimal, credits_per_usd: Decimal) -> Decimal:
     """What credits are worth in USD, rounded once like every amount (half to even)."""
-    with localcontext(_ROUND):
-        return round_money(credits / credits_per_usd)
+    return _ROUND.divide(credits, credits_per_usd).quantize(MONEY_PLACES, context=_ROUND)
+
+
+# The charging path. `quote` above is the reference: it also itemizes (estimates show the lines) and
+# checks every argument on every call. Recording usage needs only its two totals, event after event
+# with the same few price versions and margins, so a `Tariff` works them out once per (price
+# version, margin) as integers, and then prices an event with a handful of integer operations and one
+# rounding per total. Anything out of the ordinary (no price, an argument `quote` would refuse, a
+# result too large to be sure `quote` would not trap) is handed to `quote` itself, so a charge is
+# `quote`'s totals exactly, errors included (tests/test_pricing.py compares the two on random input).
+
+# Below this, a total's exact integer numerator, scaled by the margin, has at most 50 digits: then
+# no step of `quote` (60 digits, Inexact trapped) can trap, and both compute the same exact value.
+_SAFE = 10**50
+PER_MILLION_INT = 1_000_000
+NANO = 1_000_000_000
+
+
+def _scaled(value: Decimal, places: int) -> int:
+    """value x 10**places as an int, exactly (value has at most `places` fractional digits)."""
+    _, digits, exponent = value.as_tuple()
+    coefficient = int("".join(map(str, digits))) if digits else 0
+    return coefficient * 10 ** (exponent + places)
+
+
+def _places(value: Decimal | None) -> int:
+    return 0 if value is None else max(0, -value.as_tuple().exponent)
+
+
+def _half_even(numerator: int, denominator: int) -> int:
+    """numerator / denominator rounded to an integer, ties to even (both non-negative)."""
+    quotient, remainder = divmod(numerator, denominator)
+    twice = 2 * remainder
+    if twice > denominator or (twice == denominator and quotient & 1):
+        quotient += 1
+    return quotient
+
+
+class Tariff:
+    """`quote`'s totals (upstream USD and credits) for one price version at one margin."""
+
+    __slots__ = (
+        "compiled",
+        "credit_den",
+        "credit_mul",
+        "credits_per_usd",
+        "embedding",
+        "fee",
+        "margin",
+        "model_id",
+        "rates",
+        "usd_den",
+    )
+
+    def __init__(
+        self, model_id: str, rates: Rates | None, *, embedding: bool, margin: Decimal, credits_per_usd: Decimal
+    ) -> None:
+        self.model_id, self.rates, self.embedding = model_id, rates, embedding
+        self.margin, self.credits_per_usd = margin, credits_per_usd
+        self.compiled: tuple | None = None  # None: every charge goes through `quote`
+        try:
+            if rates is None or rates.input is None or (not embedding and rates.output is None):
+                return  # unpriced: `quote` raises model_unpriced
+            _check_decimal("margin", margin, positive=True)
+            _check_decimal("credits_per_usd", credits_per_usd, positive=True)
+        except (TypeError, ValueError):
+            return
+        try:
+            scale = _EXACT.multiply(margin, credits_per_usd)
+        except decimal.DecimalException:
+            return
+        # Every rate as an integer count of 10**-places USD per 1M tokens; the scale likewise.
+        bands = [(None, rates), *sorted(((t.above_input_tokens, t) for t in rates.tiers), key=lambda b: b[0])]
+        places = max(_places(getattr(band, kind)) for _, band in bands for kind in RATE_KINDS)
+        places = max(places, _places(rates.per_request))
+        scale_places = _places(scale)
+        compiled = []
+        for threshold, band in bands:
+            tier = None if threshold is None else band
+
+            def rate(kind: str, fallback: Decimal | None = None, tier: Tier | None = tier) -> Decimal | None:
+                for source in (tier, rates):
+                    if source is not None and (value := getattr(source, kind)) is not None:
+                        return value
+                return fallback
+
+            input_rate = rate("input")
+            output_rate = rate("output")
+            compiled.append(
+                (
+                    -1 if threshold is None else threshold,
+                    _scaled(input_rate, places),
+                    _scaled(rate("cached_input", input_rate), places),
+                    _scaled(rate("cache_write", input_rate), places),
+                    0 if output_rate is None else _scaled(output_rate, places),  # embeddings: 0 tokens
+                )
+            )
+        # Highest threshold first: the first one crossed is the tier `quote` picks.
+        self.compiled = tuple(sorted(compiled, key=lambda band: band[0], reverse=True))
+        # total USD = (sum of tokens x rate + fee x 1M) / 10**(places + 6); fee is per request.
+        self.fee = _scaled(rates.per_request, places) * PER_MILLION_INT
+        self.usd_den = 10 ** (places + 6)
+        self.credit_mul = _scaled(scale, scale_places)
+        self.credit_den = 10 ** (places + 6 + scale_places)
+
+    def charge(self, usage: Usage) -> tuple[Decimal, Decimal]:
+        """(upstream USD, credits) of `usage`, each rounded once to 9 places (half even): `quote`'s totals."""
+        validate_usage(usage, embedding=self.embedding)
+        if self.compiled is not None:
+            tokens = usage.input_tokens
+            band = next(band for band in self.compiled if tokens > band[0])
+            _, input_rate, cached_rate, write_rate, output_rate = band
+            cached, written = usage.cached_input_tokens, usage.cache_write_tokens
+            numerator = (
+                (tokens - cached - written) * input_rate
+                + cached * cached_rate
+                + written * write_rate
+                + usage.output_tokens * output_rate
+                + self.fee
+            )
+            credits = numerator * self.credit_mul
+            if credits < _SAFE:
+                usd = _half_even(numerator * NANO, self.usd_den)
+                credits = _half_even(credits * NANO, self.credit_den)
+                return _ROUND.scaleb(Decimal(usd), -9), _ROUND.scaleb(Decimal(credits), -9)
+        result = quote(
+            self.model_id,
+            self.rates,
+            usage,
+            embedding=self.embedding,
+            margin=self.margin,
+            credits_per_usd=self.credits_per_usd,
+        )
+        return result.upstream_usd, result.credits

@@ -39,7 +39,7 @@ from app.catalog.schemas import (
 )
 from app.db import plain_dsn
 from app.errors import Conflict, InvalidRequest, NotFound
-from app.pricing import Quote, Rates, Tier, Usage, credit_rate
+from app.pricing import Quote, Rates, Tariff, Tier, Usage, credit_rate
 from app.pricing import quote as pricing_quote
 from app.times import utc
 
@@ -76,19 +76,22 @@ class Model:
     row: Row
     aliases: tuple[str, ...]
     prices: tuple[PriceVersion, ...]  # ascending effective_from
+    # Read on every event priced, so taken out of the row (and the price list) once.
+    id: str = field(init=False)
+    embedding: bool = field(init=False)
+    provider: str = field(init=False)
+    starts: tuple[datetime, ...] = field(init=False, repr=False)
 
-    @property
-    def id(self) -> str:
-        return self.row.id
-
-    @property
-    def embedding(self) -> bool:
-        return self.row.type == "embedding"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "id", self.row.id)
+        object.__setattr__(self, "embedding", self.row.type == "embedding")
+        object.__setattr__(self, "provider", self.row.provider)
+        object.__setattr__(self, "starts", tuple(p.effective_from for p in self.prices))
 
     def price_at(self, at: datetime) -> PriceVersion | None:
         """The version in effect at `at`. Usage from before the first known price is priced with that
         first price: a dataset dates a price from when it was recorded, not from when it began."""
-        index = bisect.bisect_right([p.effective_from for p in self.prices], at)
+        index = bisect.bisect_right(self.starts, at)
         return self.prices[max(index, 1) - 1] if self.prices else None
 
 
@@ -103,6 +106,15 @@ class Catalog:
     # (scope, target) -> ascending [(effective_from, margin or None)]
     margins: dict[tuple[str, str], list[tuple[datetime, Decimal | None]]]
     unique_names: dict[str, str] = field(default_factory=dict)
+    # (scope, target) -> the effective_from times of `margins`, for bisecting.
+    margin_starts: dict[tuple[str, str], list[datetime]] = field(init=False, repr=False)
+    # (model id, price version id, margin) -> its Tariff, made on first use; dropped with the snapshot.
+    tariffs: dict[tuple[str, int | None, Decimal], Tariff] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        starts = {key: [when for when, _ in history] for key, history in self.margins.items()}
+        object.__setattr__(self, "margin_starts", starts)
+        object.__setattr__(self, "tariffs", {})
 
     def resolve(self, name: str) -> Model | None:
         """An id (`openai/gpt-4o`), an alias, or a bare name that only one model carries."""
@@ -134,12 +146,27 @@ class Catalog:
         )
         return quote, price, margin
 
+    def charge(self, model: Model, usage: Usage, at: datetime) -> tuple[Decimal, Decimal, PriceVersion, Decimal]:
+        """(upstream USD, credits, price version, margin): the totals `quote` gives for the same
+        arguments (and the same errors), through the Tariff of that price version and margin."""
+        price = model.price_at(at)
+        margin = self.margin_at(model, at)
+        key = (model.id, price.id if price else None, margin)
+        tariff = self.tariffs.get(key)
+        if tariff is None:
+            rates = price.rates if price else None
+            tariff = self.tariffs[key] = Tariff(
+                model.id, rates, embedding=model.embedding, margin=margin, credits_per_usd=self.credits_per_usd
+            )
+        upstream_usd, credits = tariff.charge(usage)
+        return upstream_usd, credits, price, margin
+
     def margin_at(self, model: Model, at: datetime) -> Decimal:
         """Most specific wins: the model's override, then its provider's, then DEFAULT_MARGIN."""
-        for key in (("model", model.id), ("provider", model.row.provider)):
+        for key in (("model", model.id), ("provider", model.provider)):
             history = self.margins.get(key)
             if history:
-                index = bisect.bisect_right([when for when, _ in history], at)
+                index = bisect.bisect_right(self.margin_starts[key], at)
                 if index and history[index - 1][1] is not None:
                     return history[index - 1][1]
         return self.default_margin

@@ -66,31 +66,45 @@ def prepare(event: UsageIn, principal: Principal, catalog: Catalog, now: datetim
     if account_id is None:
         raise InvalidRequest("`account_id` is required for a key not bound to an account", param="account_id")
     # Stored and answered in UTC, so the first answer, a replay and a listing show the same time.
-    occurred_at = utc(event.occurred_at or now, "occurred_at")
+    given = event.occurred_at is not None
+    occurred_at = utc(event.occurred_at if given else now, "occurred_at")
     if occurred_at > now + CLOCK_SKEW:
         raise InvalidRequest("`occurred_at` is in the future", param="occurred_at")
-    check_metadata(event.metadata)
-    for name in ("event_id", "model", "authorization_id"):
-        check_text(getattr(event, name), name)
+    if event.metadata is not None:
+        check_metadata(event.metadata)
+    check_text(event.event_id, "event_id")
+    check_text(event.model, "model")
+    check_text(event.authorization_id, "authorization_id")
     # Usage of a disabled provider's model still happened, so it is still charged.
     model = catalog.require(event.model)
-    usage = pricing.Usage(**{name: getattr(event, name) for name in TOKEN_FIELDS})
-    quote, price, margin = catalog.quote(model, usage, occurred_at)
+    usage = pricing.Usage(
+        event.input_tokens,
+        event.output_tokens,
+        event.cached_input_tokens,
+        event.cache_write_tokens,
+        event.reasoning_tokens,
+    )
+    upstream_usd, cost, price, margin = catalog.charge(model, usage, occurred_at)
+    credits_per_usd = catalog.credits_per_usd
     return Prepared(
-        account_id=account_id,
-        event_id=event.event_id,
-        model_id=model.id,
-        price_id=price.id,
-        margin=margin,
-        credits_per_usd=catalog.credits_per_usd,
-        **{name: getattr(usage, name) for name in TOKEN_FIELDS},
-        cost=quote.credits,
-        upstream_cost_usd=quote.upstream_usd,
-        credits_usd=pricing.credits_value(quote.credits, catalog.credits_per_usd),
-        occurred_at=occurred_at,
-        occurred_at_given=event.occurred_at is not None,
-        authorization_id=event.authorization_id,
-        metadata=event.metadata,
+        account_id,
+        event.event_id,
+        model.id,
+        price.id,
+        margin,
+        credits_per_usd,
+        usage.input_tokens,
+        usage.output_tokens,
+        usage.cached_input_tokens,
+        usage.cache_write_tokens,
+        usage.reasoning_tokens,
+        cost,
+        upstream_usd,
+        pricing.credits_value(cost, credits_per_usd),
+        occurred_at,
+        given,
+        event.authorization_id,
+        event.metadata,
     )
 
 

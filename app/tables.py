@@ -282,11 +282,11 @@ usage_rollups = Table(
     Column("account_id", Text, ForeignKey("accounts.id"), primary_key=True),
     Column("model_id", Text, ForeignKey("models.id"), primary_key=True),
     Column("events", BigInteger, nullable=False),
-    Column("input_tokens", Numeric, nullable=False),
-    Column("output_tokens", Numeric, nullable=False),
-    Column("cached_input_tokens", Numeric, nullable=False),
-    Column("cache_write_tokens", Numeric, nullable=False),
-    Column("reasoning_tokens", Numeric, nullable=False),
+    Column("input_tokens", BigInteger, nullable=False),
+    Column("output_tokens", BigInteger, nullable=False),
+    Column("cached_input_tokens", BigInteger, nullable=False),
+    Column("cache_write_tokens", BigInteger, nullable=False),
+    Column("reasoning_tokens", BigInteger, nullable=False),
     Column("cost", Money, nullable=False),
     Column("upstream_cost_usd", Money, nullable=False),
     # The credits' USD value: each event's cost / its credits_per_usd, rounded to 9 places, summed.
@@ -294,6 +294,27 @@ usage_rollups = Table(
     # Credits given back by reversals of these events (counted on the day the event occurred).
     Column("reversed", Money, nullable=False, server_default="0"),
     Index(None, "account_id", "day"),
+    Index(None, "model_id", "day"),
+)
+
+usage_rollups_monthly = Table(
+    "usage_rollups_monthly",
+    metadata,
+    # The daily rollups summed by UTC month, kept by a trigger on usage_rollups in the same
+    # transaction: a report over whole months reads a thirtieth of the rows.
+    Column("month", Date, primary_key=True),
+    Column("account_id", Text, ForeignKey("accounts.id"), primary_key=True),
+    Column("model_id", Text, ForeignKey("models.id"), primary_key=True),
+    Column("events", BigInteger, nullable=False),
+    Column("input_tokens", BigInteger, nullable=False),
+    Column("output_tokens", BigInteger, nullable=False),
+    Column("cached_input_tokens", BigInteger, nullable=False),
+    Column("cache_write_tokens", BigInteger, nullable=False),
+    Column("reasoning_tokens", BigInteger, nullable=False),
+    Column("cost", Money, nullable=False),
+    Column("upstream_cost_usd", Money, nullable=False),
+    Column("credits_usd", Money, nullable=False),
+    Column("reversed", Money, nullable=False, server_default="0"),
 )
 
 audit_log = Table(

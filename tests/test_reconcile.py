@@ -179,6 +179,15 @@ TAMPERING = {
          "AND grant_id = (SELECT id FROM grants WHERE account_id = 'beta' AND expires_at IS NULL)"],
         "each entry's legs sum to zero",
     ),
+    # A daily rollup changed: its month follows it (the trigger), its events do not.
+    "daily rollup changed": (
+        ["UPDATE usage_rollups SET input_tokens = input_tokens + 1 WHERE account_id = 'acme'"],
+        "daily usage rollups equal the sums of their events",
+    ),
+    "monthly rollup changed": (
+        ["UPDATE usage_rollups_monthly SET cost = cost + 0.000000001 WHERE account_id = 'acme'"],
+        "monthly usage rollups equal the sums of their days",
+    ),
 }  # fmt: skip
 
 

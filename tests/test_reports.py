@@ -98,13 +98,26 @@ async def create_account(client, admin, account_id: str, grant: Decimal | None =
 
 
 async def get_report(client, headers, path: str = "/reports/usage", **params) -> dict:
-    """A report in JSON; `from_` stands for `from`."""
+    """A report in JSON, every page of it; `from_` stands for `from`. Each page repeats everything
+    but its rows (the totals are the whole report's)."""
     if "from_" in params:
         params["from"] = params.pop("from_")
-    response = await client.get(path, params={k: v for k, v in params.items() if v is not None}, headers=headers)
-    assert response.status_code == 200, response.text
-    assert response.headers["content-type"].startswith("application/json")
-    return response.json()
+    params = {k: v for k, v in params.items() if v is not None}
+    pages = []
+    while True:
+        response = await client.get(path, params=params, headers=headers)
+        assert response.status_code == 200, response.text
+        assert response.headers["content-type"].startswith("application/json")
+        pages.append(response.json())
+        if "rows" not in pages[-1]:  # the trial balance, never paged
+            return pages[-1]
+        if not pages[-1].get("next_cursor"):
+            break
+        assert len(pages[-1]["rows"]) == int(params.get("limit", 100)), "a page short of its limit is the last"
+        params["cursor"] = pages[-1]["next_cursor"]
+    rest = [{k: v for k, v in page.items() if k not in ("rows", "next_cursor")} for page in pages]
+    assert all(other == rest[0] for other in rest), "pages disagree beyond their rows"
+    return pages[-1] | {"rows": [row for page in pages for row in page["rows"]]}
 
 
 async def get_csv(client, headers, path: str, *, accept: bool = False, **params) -> tuple[list[str], list[dict]]:
@@ -339,6 +352,11 @@ async def test_usage_report_equals_the_recorded_events_and_the_ledger(client, ad
         raw = await get_report(client, admin, group_by=group_by, from_=everything)
         check_report(raw, events, keys, "events")
         assert raw["rows"] == rollups["rows"] and raw["totals"] == rollups["totals"]
+        # Rows come in key order, and small pages put together are the report.
+        order = [tuple(row[key] for key in keys) for row in rollups["rows"]]
+        assert order == sorted(order)
+        assert await get_report(client, admin, group_by=group_by, limit=13) == rollups
+        assert await get_report(client, admin, group_by=group_by, limit=13, from_=everything) == raw
 
     # Totals are minus the sum of the `usage` entries of the ledgers, to the last digit.
     usage_entries = [e for account_id in ACCOUNTS for e in await ledger(client, admin, account_id, kind="usage")]
@@ -391,6 +409,21 @@ async def test_usage_report_equals_the_recorded_events_and_the_ledger(client, ad
             assert other["source"] == "rollups"
             assert (other["rows"], other["totals"]) == (by_date["rows"], by_date["totals"])
         assert (raw["rows"], raw["totals"]) == (by_date["rows"], by_date["totals"])
+
+    # Ranges holding whole months (summed from the monthly rollups) and days around them (from the
+    # daily ones), against the events, and against the daily rollups (grouped by day as well).
+    month = today.replace(day=1)
+    previous = (month - timedelta(days=1)).replace(day=1)
+    for lo, hi in [(previous, today), (previous + timedelta(days=3), month), (previous, month), (None, month)]:
+        in_range = [
+            e for e in events if (lo is None or midnight(lo) <= e["occurred_at"]) and e["occurred_at"] < midnight(hi)
+        ]
+        bounds = {"from_": lo and lo.isoformat(), "to": hi.isoformat()}
+        for keys in [(), ("month",), ("account", "model"), ("provider", "month")]:
+            report = await get_report(client, admin, group_by=",".join(keys), **bounds)
+            check_report(report, in_range, keys, "rollups")
+            by_day = await get_report(client, admin, group_by=",".join([*keys, "day"]), **bounds)
+            assert by_day["totals"] == report["totals"]
 
     # A range that is not whole days, from the events only.
     start, end = midnight(first) + timedelta(hours=6, minutes=30), midnight(last) + timedelta(hours=18)
@@ -487,6 +520,12 @@ async def test_usage_report_validation(client, admin, make_key):
         ({"from": "2026-11-02T10:00:00Z", "to": "2026-11-02T09:59:59Z"}, "from"),
         ({"from": "2026-11-02T10:00:00Z", "to": "2026-11-02T12:00:00+02:00"}, "from"),  # the same instant
         ({"format": "xml"}, "format"),
+        ({"limit": "0"}, "limit"),
+        ({"limit": "1001"}, "limit"),
+        ({"group_by": "model", "cursor": "not a cursor"}, "cursor"),
+        # A cursor of another grouping: its values are not this grouping's keys.
+        ({"group_by": "model,day", "cursor": "WyJvcGVuYWkvZ3B0LTRvIl0"}, "cursor"),
+        ({"group_by": "day", "cursor": "WyJvcGVuYWkvZ3B0LTRvIl0"}, "cursor"),
     ]
     wrong = []
     for params, param in cases:

@@ -13,6 +13,8 @@ from app import pricing
 from app.catalog.service import price_version
 from app.errors import AppError
 from app.pricing import credits_value
+from app.reports.repository import REVERSED, SUMS
+from app.usage.repository import ROLLUP_SUMS
 
 CHECKS = {
     "balance equals the sum of the account's entries": """
@@ -56,6 +58,27 @@ CHECKS = {
         FROM accounts a LEFT JOIN grants g ON g.account_id = a.id AND g.remaining > 0
         GROUP BY a.id HAVING coalesce(sum(g.remaining), 0) <> greatest(a.balance, 0)
     """,
+    # Reports read the rollups, so they must say what the events and their reversals say.
+    "daily usage rollups equal the sums of their events": f"""
+        SELECT coalesce(r.day, s.day) AS day, coalesce(r.account_id, s.account_id) AS account_id,
+               coalesce(r.model_id, s.model_id) AS model_id, r.events AS rollup_events, s.events
+        FROM usage_rollups r FULL JOIN (
+            SELECT (e.occurred_at AT TIME ZONE 'UTC')::date AS day, e.account_id, e.model_id, {ROLLUP_SUMS},
+                   sum({REVERSED}) AS reversed
+            FROM usage_events e GROUP BY 1, 2, 3
+        ) s ON (s.day, s.account_id, s.model_id) = (r.day, r.account_id, r.model_id)
+        WHERE ({", ".join(f"r.{c}" for c in SUMS)}) IS DISTINCT FROM ({", ".join(f"s.{c}" for c in SUMS)})
+    """,  # noqa: S608 (built from constants only)
+    "monthly usage rollups equal the sums of their days": f"""
+        SELECT coalesce(m.month, d.month) AS month, coalesce(m.account_id, d.account_id) AS account_id,
+               coalesce(m.model_id, d.model_id) AS model_id, m.events AS monthly_events, d.events AS daily_events
+        FROM usage_rollups_monthly m FULL JOIN (
+            SELECT date_trunc('month', day)::date AS month, account_id, model_id,
+                   {", ".join(f"sum({c}) AS {c}" for c in SUMS)}
+            FROM usage_rollups GROUP BY 1, 2, 3
+        ) d ON (d.month, d.account_id, d.model_id) = (m.month, m.account_id, m.model_id)
+        WHERE ({", ".join(f"m.{c}" for c in SUMS)}) IS DISTINCT FROM ({", ".join(f"d.{c}" for c in SUMS)})
+    """,  # noqa: S608 (built from constants only)
 }
 
 SYSTEM_BALANCES = """

@@ -6,6 +6,7 @@ from litestar.params import FromQuery, QueryParameter
 from app.auth import Principal
 from app.db import Db
 from app.exports import Format, csv_response, to_csv, wants_csv
+from app.pagination import DEFAULT_LIMIT, check_limit
 from app.reports import service
 from app.reports.schemas import MONEY_METRICS, TOKEN_METRICS, TrialBalance, TrialBalanceRow, UsageReport
 
@@ -29,13 +30,21 @@ class ReportController(Controller):
         from_: From = None,
         to: To = None,
         format_: Format = None,
+        cursor: FromQuery[str | None] = None,
+        limit: FromQuery[int] = DEFAULT_LIMIT,
     ) -> UsageReport:
-        """Usage totals grouped by any of account, model, provider, day, month (e.g. `model,day`); JSON or CSV."""
+        """Usage totals grouped by any of account, model, provider, day, month (e.g. `model,day`), in
+        key order; JSON, a page of `limit` rows at a time with the totals of the whole report, or CSV,
+        every row at once."""
         keys = service.parse_group_by(group_by)
         start, end = service.parse_bound(from_, "from"), service.parse_bound(to, "to")
+        csv = wants_csv(request, format_)
+        page_size = None if csv else check_limit(limit)
         async with db.connect() as conn:
-            report = await service.usage_report(conn, keys, request.user.account(account_id), start, end)
-        if not wants_csv(request, format_):
+            report = await service.usage_report(
+                conn, keys, request.user.account(account_id), start, end, cursor, page_size
+            )
+        if not csv:
             return report
         metrics = ["events", *TOKEN_METRICS, *MONEY_METRICS, "gross_margin_pct"]
         rows = [[*(getattr(row, k) for k in keys), *(getattr(row, m) for m in metrics)] for row in report.rows]

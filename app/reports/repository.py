@@ -1,7 +1,7 @@
 """Report queries. Group keys and metrics come from fixed fragments below, never from user text;
 values are always bound parameters."""
 
-from datetime import UTC, date, datetime
+from datetime import MAXYEAR, UTC, date, datetime
 
 from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -9,36 +9,63 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app.usage.repository import ROLLUP_COLUMNS, ROLLUP_SUMS
 
 EARLIEST, LATEST = datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC)
-# Group key -> (expression over usage_rollups r, expression over usage_events e).
+# Group key -> (expression over a rollup row r, expression over usage_events e).
 GROUPS = {
     "account": ("r.account_id", "e.account_id"),
     "model": ("r.model_id", "e.model_id"),
     "provider": ("split_part(r.model_id, '/', 1)", "split_part(e.model_id, '/', 1)"),
     "day": ("r.day", "(e.occurred_at AT TIME ZONE 'UTC')::date"),
-    "month": ("date_trunc('month', r.day)::date", "date_trunc('month', e.occurred_at AT TIME ZONE 'UTC')::date"),
+    "month": ("r.month", "date_trunc('month', e.occurred_at AT TIME ZONE 'UTC')::date"),
 }
-ROLLUP_METRICS = ", ".join(f"sum(r.{c}) AS {c}" for c in (*ROLLUP_COLUMNS, "reversed"))
+SUMS = (*ROLLUP_COLUMNS, "reversed")
+ROLLUP_METRICS = ", ".join(f"sum(r.{c}) AS {c}" for c in SUMS)
 REVERSED = """
     coalesce((SELECT sum(l.amount) FROM ledger_entries l WHERE l.usage_event_id = e.id AND l.kind = 'reversal'), 0)
 """
+# The daily rollups, each with its month.
+DAYS = "(SELECT *, date_trunc('month', day)::date AS month FROM usage_rollups) r"
+# Days [:lo, :hi) as the whole months in it (:month_lo to :month_hi) from the monthly rollups, and the
+# days before and after those months from the daily ones: the same sums from far fewer rows.
+MONTHS = f"""(
+    SELECT month, account_id, model_id, {", ".join(SUMS)} FROM usage_rollups_monthly
+    WHERE month >= :month_lo AND month < :month_hi
+    UNION ALL
+    SELECT date_trunc('month', day)::date, account_id, model_id, {", ".join(SUMS)} FROM usage_rollups
+    WHERE day >= :lo AND day < :hi AND NOT (day >= :month_lo AND day < :month_hi)
+) r"""  # noqa: S608 (built from constants only)
+
+
+def whole_months(lo: date, hi: date) -> tuple[date, date]:
+    """The first and the end (exclusive) of the whole months within the days [lo, hi)."""
+    return (lo if lo.day == 1 else next_month(lo)), hi.replace(day=1)
+
+
+def next_month(day: date) -> date:
+    if (day.year, day.month) == (MAXYEAR, 12):
+        return date.max
+    return date(day.year + day.month // 12, day.month % 12 + 1, 1)
 
 
 async def usage_from_rollups(
-    conn: AsyncConnection, group_by: list[str], account_id: str | None, start: date | None, end: date | None
+    conn: AsyncConnection,
+    group_by: list[str],
+    account_id: str | None,
+    lo: date,
+    hi: date,
+    after: tuple | None = None,
+    limit: int | None = None,
 ) -> list[Row]:
-    """Sums over whole UTC days, read from the daily rollups."""
-    keys = [f"{GROUPS[g][0]} AS {g}" for g in group_by]
-    where, params = ["true"], {}
+    """Sums over the whole UTC days [lo, hi), read from the rollups: the daily ones when grouped by
+    day, otherwise the monthly ones for the whole months in the range."""
+    month_lo, month_hi = whole_months(lo, hi)
+    params = {"lo": lo, "hi": hi, "month_lo": month_lo, "month_hi": month_hi}
+    where = ["r.day >= :lo", "r.day < :hi"] if "day" in group_by else []
     if account_id is not None:
         where.append("r.account_id = :account_id")
         params["account_id"] = account_id
-    if start is not None:
-        where.append("r.day >= :start")
-        params["start"] = start
-    if end is not None:
-        where.append("r.day < :end")
-        params["end"] = end
-    return await _grouped(conn, "usage_rollups r", keys, ROLLUP_METRICS, where, group_by, params)
+    source = DAYS if "day" in group_by else MONTHS
+    keys = [GROUPS[g][0] for g in group_by]
+    return await _grouped(conn, source, keys, ROLLUP_METRICS, where, group_by, params, after, limit)
 
 
 async def usage_from_events(
@@ -47,11 +74,13 @@ async def usage_from_events(
     account_id: str | None,
     start: datetime | None,
     end: datetime | None,
+    after: tuple | None = None,
+    limit: int | None = None,
 ) -> list[Row]:
     """The same sums from the events themselves, for ranges that do not fall on day boundaries."""
-    keys = [f"{GROUPS[g][1]} AS {g}" for g in group_by]
+    keys = [GROUPS[g][1] for g in group_by]
     metrics = f"{ROLLUP_SUMS}, sum({REVERSED}) AS reversed"
-    where, params = ["true"], {}
+    where, params = [], {}
     if account_id is not None:
         where.append("e.account_id = :account_id")
         params["account_id"] = account_id
@@ -61,12 +90,25 @@ async def usage_from_events(
     if end is not None:
         where.append("e.occurred_at < :end")
         params["end"] = end
-    return await _grouped(conn, "usage_events e", keys, metrics, where, group_by, params)
+    return await _grouped(conn, "usage_events e", keys, metrics, where, group_by, params, after, limit)
 
 
-async def _grouped(conn, source, keys, metrics, where, group_by, params) -> list[Row]:
-    group = f"GROUP BY {', '.join(str(n) for n in range(1, len(keys) + 1))} ORDER BY {', '.join(group_by)}"
-    query = f"SELECT {', '.join([*keys, metrics])} FROM {source} WHERE {' AND '.join(where)} {group if keys else ''}"  # noqa: S608
+async def _grouped(conn, source, keys, metrics, where, group_by, params, after, limit) -> list[Row]:
+    """The groups in key order; with `after` (the keys of the last group seen) only those after it,
+    with `limit` at most that many. Both work on rows, before grouping, so that an index in key
+    order serves a page without reading the rest."""
+    if after is not None:
+        where = [*where, f"({', '.join(keys)}) > ({', '.join(f':after_{i}' for i in range(len(keys)))})"]
+        params = params | {f"after_{i}": value for i, value in enumerate(after)}
+    named = [f"{key} AS {name}" for key, name in zip(keys, group_by, strict=True)]
+    query = f"SELECT {', '.join([*named, metrics])} FROM {source}"  # noqa: S608
+    if where:
+        query += f" WHERE {' AND '.join(where)}"
+    if keys:
+        order = ", ".join(str(n) for n in range(1, len(keys) + 1))
+        query += f" GROUP BY {order} ORDER BY {order}"
+    if limit is not None:
+        query += f" LIMIT {int(limit)}"
     rows = list(await conn.execute(text(query), params))
     # With no group and no events, SUM gives one row of NULLs; a report of nothing has no rows.
     return [row for row in rows if row.events]

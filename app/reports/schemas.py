@@ -36,7 +36,10 @@ class UsageReport(msgspec.Struct, rename={"start": "from", "end": "to"}):
     end: datetime | None
     source: str
     rows: list[UsageRow]
+    # Of the whole report, not of this page.
     totals: UsageRow
+    # Pass it as `cursor` for the next page of rows; null on the last page.
+    next_cursor: str | None = None
 
 
 class TrialBalanceRow(msgspec.Struct):

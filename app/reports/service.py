@@ -6,6 +6,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.errors import InvalidRequest
 from app.money import money
+from app.pagination import decode_cursor, encode_cursor
 from app.reports import repository
 from app.reports.schemas import (
     GROUP_KEYS,
@@ -20,6 +21,8 @@ from app.times import utc
 PERCENT = Decimal("0.01")
 SUMMED = ("events", *TOKEN_METRICS, "cost", "upstream_cost_usd", "credits_usd", "reversed")
 EXACT = Context(prec=MAX_PREC, traps=[Inexact])
+# The type of each group key's value in a cursor.
+CURSOR_TYPES = {"account": str, "model": str, "provider": str, "day": date, "month": date}
 
 
 def parse_group_by(raw: str | None) -> list[str]:
@@ -72,18 +75,39 @@ def usage_row(row, group_by: list[str]) -> UsageRow:
 
 
 async def usage_report(
-    conn: AsyncConnection, group_by: list[str], account_id: str | None, start: datetime | None, end: datetime | None
+    conn: AsyncConnection,
+    group_by: list[str],
+    account_id: str | None,
+    start: datetime | None,
+    end: datetime | None,
+    cursor: str | None = None,
+    limit: int | None = None,
 ) -> UsageReport:
+    """A page of `limit` groups after `cursor` (all groups without a limit), and the totals of the
+    whole report on every page."""
     check_range(start, end)
-    # Whole UTC days come from the daily rollups; any other range is summed from the events.
+    after = decode_cursor(cursor, *(CURSOR_TYPES[key] for key in group_by)) if group_by else None
+    fetch = None if limit is None else limit + 1
+    # Whole UTC days come from the rollups; any other range is summed from the events.
     if whole_day(start) and whole_day(end):
-        day = lambda t: t.astimezone(UTC).date() if t else None  # noqa: E731
-        rows = await repository.usage_from_rollups(conn, group_by, account_id, day(start), day(end))
+        lo = start.astimezone(UTC).date() if start else date.min
+        hi = end.astimezone(UTC).date() if end else date.max
+
+        async def sums(keys: list[str], after: tuple | None = None, limit: int | None = None) -> list:
+            return await repository.usage_from_rollups(conn, keys, account_id, lo, hi, after, limit)
+
         source = "rollups"
     else:
-        rows = await repository.usage_from_events(conn, group_by, account_id, start, end)
+
+        async def sums(keys: list[str], after: tuple | None = None, limit: int | None = None) -> list:
+            return await repository.usage_from_events(conn, keys, account_id, start, end, after, limit)
+
         source = "events"
-    totals = total_of(rows)
+    rows = await sums(group_by, after, fetch)
+    more = fetch is not None and len(rows) > limit
+    rows = rows[:limit]
+    # A report that fits on its first page is totalled from its rows; otherwise the totals are read.
+    totals = total_of(rows) if after is None and not more else next(iter(await sums([])), None)
     empty = UsageRow(0, 0, 0, 0, 0, 0, *[money(Decimal(0))] * 5, None)
     return UsageReport(
         group_by=group_by,
@@ -92,6 +116,7 @@ async def usage_report(
         source=source,
         rows=[usage_row(row, group_by) for row in rows],
         totals=usage_row(totals, []) if totals else empty,
+        next_cursor=encode_cursor(*(getattr(rows[-1], key) for key in group_by)) if more else None,
     )
 
 

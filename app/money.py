@@ -1,6 +1,6 @@
 """Validation of money amounts arriving from clients: exact decimals that fit NUMERIC(38, 9)."""
 
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Context, Decimal, DivisionByZero, InvalidOperation, Overflow
 
 from app.errors import InvalidRequest
 
@@ -21,8 +21,11 @@ def check_amount(value: Decimal, field: str, *, allow_negative: bool = False) ->
 
 
 MONEY_PLACES = Decimal("0.000000001")
+# Room for every NUMERIC(38, 9) amount; the default context (28 digits) cannot quantize one with more
+# than 19 integer digits, which accounts may hold (up to MAX_INTEGER_DIGITS).
+_CONTEXT = Context(prec=60, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation, DivisionByZero, Overflow])
 
 
 def money(value: Decimal) -> str:
     """JSON form of an amount: fixed-point with 9 places ("0.000000000", never "0E-9")."""
-    return format(value.quantize(MONEY_PLACES), "f")
+    return format(value.quantize(MONEY_PLACES, context=_CONTEXT), "f")

@@ -4,7 +4,8 @@ import asyncio
 import contextlib
 import json
 import random
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import TypeVar
 
@@ -98,6 +99,15 @@ async def transaction(pool: asyncpg.Pool, work: Callable[[asyncpg.Connection], A
                 raise
             await asyncio.sleep(random.uniform(0, 0.01 * 2**attempt))
     raise AssertionError("unreachable")
+
+
+def numerics(values: Iterable[Decimal]) -> str:
+    """Decimals as one comma-separated text, sent for `string_to_array($n, ',')::numeric[]` instead of a
+    numeric[]. Exact: a Decimal's str is its exact value, and numeric's input reads it back digit for
+    digit. asyncpg spends about 1.9 us of CPU on each element of a numeric[] (its binary encoding, and
+    a check that the element is not itself an array) against 0.2 us joined; PostgreSQL reads either in
+    about 0.25 us a value."""
+    return ",".join(map(str, values))
 
 
 def plain_dsn(url: str) -> str:

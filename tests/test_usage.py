@@ -10,6 +10,8 @@ from litestar.testing import AsyncTestClient
 from sqlalchemy import text
 
 from app.clock import FixedClock
+from app.money import money
+from app.pricing import Rates, Usage, credits_value, quote
 from tests.conftest import KEEP_TABLES
 from tests.helpers import assert_error
 
@@ -562,6 +564,60 @@ async def test_no_overdraft_limit_flags_any_negative_balance(client, admin, fina
 
 
 # Batches
+
+
+async def test_extreme_amounts_are_stored_and_answered_exactly(client, admin, finance, clock, provider, conn_engine):
+    """Amounts travel to PostgreSQL as exact decimal text: long, tiny and huge figures, and balances
+    that go negative, are stored and answered digit for digit as `quote` and the ledger work them out."""
+    # Balances stay within 28 digits: the ledger's running balance is still worked out in the default
+    # decimal context. The overdraft limit is longer; accounts answer it in full.
+    grant = Decimal("123456789012.123456789")
+    await create_account(client, admin, "acme", grant=grant, overdraft="99999999999999999999999")
+    model = f"{provider}/m"
+    await client.put("/catalog/models", json={"provider": provider, "name": "m", "type": "language"}, headers=admin)
+    rates = {"input": "0.000000000123456789012345678", "output": "98765.4321", "cached_input": "0.3"}
+    assert (await client.post("/catalog/prices", json={"model": model, **rates}, headers=admin)).status_code == 201
+    margin = {"scope": "model", "target": model, "margin": "3.14159"}
+    assert (await client.put("/catalog/margins", json=margin, headers=admin)).status_code == 201
+    clock.at = datetime.now(UTC)
+    usages = [(1, 0, 0), (10**15, 10**12, 0), (123456789, 987654, 1000), (7, 3, 7), (10**16, 10**13, 10**15)]
+    body = {
+        "events": [
+            {"event_id": f"x{n}", "account_id": "acme", "model": model, "input_tokens": i, "output_tokens": o}
+            | {"cached_input_tokens": c}
+            for n, (i, o, c) in enumerate(usages)
+        ]
+    }
+    response = await client.post("/usage/batch", json=body, headers=finance)
+    assert response.status_code == 200, response.text
+    results = [r["event"] for r in response.json()["results"]]
+
+    prices = Rates(**{k: Decimal(v) for k, v in rates.items()})
+    expected, left = [], grant
+    for i, o, c in usages:
+        q = quote(
+            model, prices, Usage(i, o, c), embedding=False, margin=Decimal("3.14159"), credits_per_usd=Decimal(100)
+        )
+        left -= q.credits
+        expected.append((q.credits, q.upstream_usd, credits_value(q.credits, Decimal(100)), left))
+    assert left < 0  # the last event overdraws the account
+    answered = [(r["cost"], r["upstream_cost_usd"], r["balance_after"]) for r in results]
+    assert answered == [(money(c), money(u), money(after)) for c, u, _, after in expected]
+    async with conn_engine.connect() as conn:
+        stored = (
+            await conn.execute(
+                text(
+                    "SELECT u.cost, u.upstream_cost_usd, u.credits_usd, l.balance_after, l.amount, u.margin, "
+                    "u.credits_per_usd FROM usage_events u JOIN ledger_entries l ON l.usage_event_id = u.id "
+                    "ORDER BY u.event_id"
+                )
+            )
+        ).all()
+    assert [tuple(row[:4]) for row in stored] == expected
+    assert [(row.amount, row.margin, row.credits_per_usd) for row in stored] == [
+        (-c, Decimal("3.14159"), Decimal(100)) for c, *_ in expected
+    ]
+    assert await balance(client, admin) == left
 
 
 async def test_batch_mixing_created_invalid_and_duplicates(client, admin, finance, acme):

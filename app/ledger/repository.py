@@ -6,6 +6,7 @@ from sqlalchemy import Row, func, literal, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.db import numerics
 from app.tables import accounts, authorizations, grants, ledger_entries, usage_events
 
 
@@ -67,14 +68,16 @@ async def post_entries(
     description). Debits draw from the earliest-expiring grant with credits left first; the window sum
     gives each grant the credits drawn before it."""
     columns = list(zip(*entries, strict=True)) if entries else [[]] * 8
+    columns[2], columns[3] = numerics(columns[2]), numerics(columns[3])  # amount, balance_after
     await conn.execute(
         """
         WITH entries AS (
             INSERT INTO ledger_entries
                 (account_id, kind, amount, balance_after, counterparty, usage_event_id, grant_id, description,
                  created_at)
-            SELECT e.*, $13 FROM unnest($1::text[], $2::text[], $3::numeric[], $4::numeric[], $5::text[],
-                                        $6::bigint[], $7::bigint[], $8::text[]) AS e
+            SELECT e.*, $13 FROM unnest($1::text[], $2::text[], string_to_array($3, ',')::numeric[],
+                                        string_to_array($4, ',')::numeric[], $5::text[], $6::bigint[],
+                                        $7::bigint[], $8::text[]) AS e
         ), balances AS (
             UPDATE accounts SET balance = b.balance
             FROM unnest($9::text[], $10::numeric[]) AS b(id, balance) WHERE accounts.id = b.id

@@ -5,6 +5,7 @@ import asyncpg
 from sqlalchemy import Row, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.db import numerics
 from app.tables import ledger_entries, usage_events
 
 if TYPE_CHECKING:
@@ -27,8 +28,11 @@ ROLLUP_COLUMNS = (
     "events", "input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens", "cost",
     "upstream_cost_usd", "credits_usd",
 )  # fmt: skip
+# Columns of EVENT_COLUMNS sent as one text each (`db.numerics`).
+NUMERIC_COLUMNS = frozenset({"margin", "credits_per_usd", "cost", "upstream_cost_usd", "credits_usd"})
 # One statement records the events and adds them to their daily rollups. Parameters $1..$17 are the
-# columns of EVENT_COLUMNS in order, one array each; $18 the overdrawn flags; $19 the time recorded.
+# columns of EVENT_COLUMNS in order, one array each (a joined text for NUMERIC_COLUMNS); $18 the
+# overdrawn flags; $19 the time recorded.
 INSERT = f"""
     WITH e AS (
         INSERT INTO usage_events (
@@ -36,10 +40,12 @@ INSERT = f"""
             cached_input_tokens, cache_write_tokens, reasoning_tokens, cost, upstream_cost_usd, credits_usd,
             occurred_at, authorization_id, metadata, overdrawn, recorded_at)
         SELECT *, $19 FROM unnest(
-            $1::text[], $2::text[], $3::text[], $4::bigint[], $5::numeric[], $6::numeric[], $7::bigint[],
-            $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::numeric[], $13::numeric[],
-            $14::numeric[], $15::timestamptz[], $16::text[], $17::jsonb[], $18::boolean[])
-        RETURNING *
+            $1::text[], $2::text[], $3::text[], $4::bigint[], string_to_array($5, ',')::numeric[],
+            string_to_array($6, ',')::numeric[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[],
+            $11::bigint[], string_to_array($12, ',')::numeric[], string_to_array($13, ',')::numeric[],
+            string_to_array($14, ',')::numeric[], $15::timestamptz[], $16::text[], $17::jsonb[], $18::boolean[])
+        RETURNING id, account_id, event_id, model_id, occurred_at, input_tokens, output_tokens, cached_input_tokens,
+            cache_write_tokens, reasoning_tokens, cost, upstream_cost_usd, credits_usd
     ), rollups AS (
         INSERT INTO usage_rollups AS r
         SELECT (e.occurred_at AT TIME ZONE 'UTC')::date, e.account_id, e.model_id, {ROLLUP_SUMS}, 0
@@ -74,7 +80,12 @@ async def insert(
     """Insert new events in one statement; returns their ids by (account_id, event_id)."""
     if not events:
         return {}
-    columns = [[getattr(event, name) for event, _ in events] for name in EVENT_COLUMNS]
+    columns = [
+        numerics(getattr(event, name) for event, _ in events)
+        if name in NUMERIC_COLUMNS
+        else [getattr(event, name) for event, _ in events]
+        for name in EVENT_COLUMNS
+    ]
     rows = await conn.fetch(INSERT, *columns, [overdrawn for _, overdrawn in events], now)
     return {(row["account_id"], row["event_id"]): row["id"] for row in rows}
 

@@ -1,6 +1,7 @@
 """Report data: usage events generated with SQL (INSERT ... SELECT generate_series), and the daily
 rollups they make, computed from those events with the very sums the service keeps
-(`app.usage.repository.ROLLUP_SUMS`), so a report over the rollups is a report over the events.
+(`app.usage.repository.ROLLUP_SUMS`), so a report over the rollups is a report over the events. The
+monthly rollups follow from the daily ones through their trigger, as in the service.
 
 Shape: ACCOUNTS accounts (`rpt-0000` ...), each using 4 of 40 priced language models, events spread
 evenly over DAYS days, token counts varying per event, costs from the models' current prices at the

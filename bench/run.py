@@ -51,7 +51,7 @@ BATCH_CLIENTS = 8
 BATCH_SIZE = 1000
 SEED_BATCHES = 30
 HTTP_CLIENTS = 32
-REPORT_GROUPS = ("model", "account,day", "provider,month", "model,day")
+REPORT_GROUPS = ("model", "account,day", "provider,month", "model,day", "day", "model,day&limit=1000")
 REPORT_CLIENTS = 1
 # Runs of the read-only endpoints (catalog, estimates, reports) last this long at most.
 SHORT = min(3.0, float(os.environ.get("BENCH_SECONDS") or 3))

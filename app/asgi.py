@@ -31,6 +31,7 @@ from app.keys.endpoints import KeyController
 from app.ledger.endpoints import AccountController, AuthorizationController
 from app.ledger.service import expire_due_grants
 from app.observability import RequestIdMiddleware, configure_logging, metrics
+from app.openapi import document, errors
 from app.reports.endpoints import ReportController
 from app.usage.coalescer import Coalescer
 from app.usage.endpoints import UsageController
@@ -45,8 +46,8 @@ async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@get("/ready", exclude_from_auth=True, tags=["service"])
-async def ready(db: Db) -> Response:
+@get("/ready", exclude_from_auth=True, tags=["service"], responses=errors(503))
+async def ready(db: Db) -> Response[dict[str, str]]:
     """Readiness: the database answers; 503 when it does not."""
     try:
         async with db.connect() as conn:
@@ -175,7 +176,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         ],
         security=[{"ApiKey": []}, {"Bearer": []}],
     )
-    return Litestar(
+    app = Litestar(
         route_handlers=[health, ready, metrics, api],
         guards=[require_scope],
         lifespan=[lifespan],
@@ -198,3 +199,5 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         ),
         debug=False,
     )
+    document(app)
+    return app

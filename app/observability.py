@@ -9,7 +9,7 @@ import secrets
 import time
 from typing import Any
 
-from litestar import Request, get
+from litestar import MediaType, Request, get
 from litestar.response import Response
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import (
@@ -115,8 +115,8 @@ def registry() -> CollectorRegistry:
     return combined
 
 
-@get("/metrics", exclude_from_auth=True, tags=["service"], include_in_schema=True)
-async def metrics(request: Request) -> Response:
+@get("/metrics", exclude_from_auth=True, tags=["service"], include_in_schema=True, media_type=MediaType.TEXT)
+async def metrics(request: Request) -> Response[bytes]:
     """Prometheus metrics: requests, latency, usage events, pool use, group-commit batch sizes."""
     pool = getattr(request.app.state, "pool", None)
     if pool is not None:

@@ -4,12 +4,11 @@ Every response is checked by `not_a_server_error` (no 5xx, whatever the input), 
 `content_type_conformance`, `response_headers_conformance`, `response_schema_conformance` and `error_envelope`
 (every 4xx/5xx is DESIGN.md's `{"error": {"message", "type", "code"[, "param"]}}`).
 
-The served schema has known gaps (SCHEMA_BUGS). The run validates against a copy of it in which each gap is
-closed the way the fix would close it, and only while the served schema still has it; for each gap a test below,
-marked xfail(strict=True), asserts that the served schema is fixed. The app bugs found so far (APP-1 to APP-3)
-have strict xfail tests too, and the generated cases that would hit them are steered away by `avoid_known_bugs`.
-When a bug is fixed its xfail test starts passing and fails as XPASS(strict): remove that marker (and, for an app
-bug, its case in `avoid_known_bugs`).
+The served schema has had gaps (SCHEMA_BUGS). The run validates against a copy of it in which each gap still open
+is closed the way the fix would close it; for each gap a test below (marked xfail(strict=True) while it is open)
+asserts that the served schema is fixed. The app bugs found so far (APP-1 to APP-3) have strict xfail tests too, and
+the generated cases that would hit them are steered away by `avoid_known_bugs`. When a bug is fixed its xfail test
+starts passing and fails as XPASS(strict): remove that marker (and, for an app bug, its case in `avoid_known_bugs`).
 
 The run is deterministic (derandomized, no example database, a fixed seed) and bounded (MAX_EXAMPLES per operation
 plus Schemathesis' examples and coverage phases). It runs in process, on a database of its own, because catalog
@@ -129,24 +128,6 @@ CLOSED_BODIES = sorted(
     and value.__struct_config__.forbid_unknown_fields
     and name in SERVED["components"]["schemas"]
 )
-ERROR_STATUSES = {
-    401: "Missing, invalid, expired or revoked API key",
-    402: "Insufficient credits",
-    403: "The key lacks the scope",
-    404: "Not found",
-    409: "Conflict",
-    413: "Request body too large",
-    415: "Unsupported media type",
-    422: "Idempotency key reused with a different payload",
-    429: "Rate limited",
-    503: "The database is unavailable; retry shortly",
-}
-ENVELOPE = {
-    "type": "object",
-    "required": ["error"],
-    "additionalProperties": False,
-    "properties": {"error": {"$ref": "#/components/schemas/ErrorObject"}},
-}
 RATE_FIELDS = ("input_cost_per_1m_tokens", "output_cost_per_1m_tokens", "cost_per_1k_input", "cost_per_1k_output")
 # Writes whose retry (same event id or Idempotency-Key) replays the first answer with 200 (SCHEMA-2).
 REPLAYING = (
@@ -187,24 +168,6 @@ def as_fixed(served: dict, served_again: dict) -> dict:
     """The served schema with each of SCHEMA_BUGS closed, where it is still open."""
     raw = unstable_examples(served, served_again)  # SCHEMA-4
     raw = copy.deepcopy(raw)
-    for path, _method, op in operations(raw):
-        responses = op.setdefault("responses", {})
-        if litestar_default_400(responses.get("400", {})):  # SCHEMA-1
-            responses["400"] = {"description": "Invalid request", "content": {"application/json": {"schema": ENVELOPE}}}
-        if op.get("security"):  # SCHEMA-2: every operation behind a key (all but /health, /ready and /metrics)
-            for status, description in ERROR_STATUSES.items():
-                responses.setdefault(
-                    str(status), {"description": description, "content": {"application/json": {"schema": ENVELOPE}}}
-                )
-        if path in CSV_OPERATIONS:  # SCHEMA-5
-            responses["200"].setdefault("content", {}).setdefault("text/csv", {"schema": {"type": "string"}})
-    for path in REPLAYING:  # SCHEMA-2
-        responses = raw["paths"][path]["post"]["responses"]
-        responses.setdefault("200", {**responses["201"], "description": "A replay of the first answer"})
-    metrics = raw["paths"]["/metrics"]["get"]["responses"]["200"]
-    metrics["content"] = {"text/plain": {"schema": {"type": "string"}}}  # SCHEMA-5
-    for name in CLOSED_BODIES:  # SCHEMA-6
-        raw["components"]["schemas"][name].setdefault("additionalProperties", False)
     model = raw["components"]["schemas"]["CatalogModel"]["properties"]
     for name in RATE_FIELDS:  # SCHEMA-3
         if model[name].get("oneOf", [{}])[0].get("type") == "string":
@@ -847,7 +810,6 @@ async def test_metrics_name_their_charset_once(client):
     assert response.headers["content-type"].count("charset") == 1, response.headers["content-type"]
 
 
-@xfail("SCHEMA-1", SCHEMA_BUGS["SCHEMA-1"])
 def test_documented_400s_are_the_error_envelope():
     wrong = [
         f"{m.upper()} {p}" for p, m, op in operations(SERVED) if litestar_default_400(op["responses"].get("400", {}))
@@ -855,7 +817,25 @@ def test_documented_400s_are_the_error_envelope():
     assert not wrong
 
 
-@xfail("SCHEMA-2", SCHEMA_BUGS["SCHEMA-2"])
+def test_documented_errors_are_the_error_envelope():
+    components = SERVED["components"]
+
+    def resolve(item: dict) -> dict:
+        kind, name = item["$ref"].split("/")[-2:] if "$ref" in item else (None, None)
+        return components[kind][name] if kind else item
+
+    wrong = []
+    for path, method, op in operations(SERVED):
+        for status, response in op["responses"].items():
+            schema = resolve(response).get("content", {}).get("application/json", {}).get("schema", {})
+            if int(status) >= 400 and resolve(schema) != components["schemas"]["Error"]:
+                wrong.append(f"{method.upper()} {path}: {status}")
+    assert not wrong
+    error = components["schemas"]["Error"]
+    assert (error["required"], error["additionalProperties"]) == (["error"], False)
+    assert error["properties"]["error"]["required"] == ["message", "type", "code"]
+
+
 def test_error_statuses_are_documented():
     missing = []
     for path, method, op in operations(SERVED):
@@ -880,7 +860,6 @@ def test_the_schema_is_the_same_on_every_start():
     assert SERVED == SERVED_AGAIN
 
 
-@xfail("SCHEMA-5", SCHEMA_BUGS["SCHEMA-5"])
 def test_every_media_type_is_documented():
     paths = SERVED["paths"]
     media = {
@@ -889,7 +868,6 @@ def test_every_media_type_is_documented():
     assert media == {**{path: {"application/json", "text/csv"} for path in CSV_OPERATIONS}, "/metrics": {"text/plain"}}
 
 
-@xfail("SCHEMA-6", SCHEMA_BUGS["SCHEMA-6"])
 def test_closed_request_bodies_say_so():
     schemas = SERVED["components"]["schemas"]
     assert [name for name in CLOSED_BODIES if schemas[name].get("additionalProperties") is not False] == []

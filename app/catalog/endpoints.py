@@ -31,6 +31,7 @@ from app.catalog.schemas import (
 from app.catalog.service import Catalog, CatalogStore
 from app.db import Db
 from app.errors import InvalidRequest, NotFound
+from app.openapi import errors
 from app.pagination import Page
 
 AnyRequest = Request[Principal, str, Any]
@@ -93,8 +94,12 @@ def model_id_of(raw: str) -> str:
 
 
 def ok(model: type) -> dict[int, ResponseSpec]:
-    # No generated examples: they would be random, and the document would change at every start.
-    return {200: ResponseSpec(data_container=model, description="Request fulfilled", generate_examples=False)}
+    """The answers of a `cached` view. No generated examples: they would be random, and the document would
+    change at every start."""
+    return {
+        200: ResponseSpec(data_container=model, description="Request fulfilled", generate_examples=False),
+        304: ResponseSpec(data_container=None, description="Not modified: `If-None-Match` names the current ETag"),
+    }
 
 
 class ModelController(Controller):
@@ -195,7 +200,7 @@ class CatalogAdminController(Controller):
     tags = ["catalog admin"]
     opt = {"scope": "admin"}
 
-    @post("/providers", status_code=201)
+    @post("/providers", status_code=201, responses=errors(409))
     async def create_provider(self, request: AnyRequest, db: Db, data: JSONBody[ProviderCreate]) -> Provider:
         """Add a provider (enabled unless `enabled` is false)."""
         async with db.begin() as conn:
@@ -211,7 +216,7 @@ class CatalogAdminController(Controller):
             await service.update_provider(conn, provider_id, data)
         return await self._provider(request, provider_id)
 
-    @put("/models")
+    @put("/models", responses=errors(404, 409))
     async def upsert_model(self, request: AnyRequest, db: Db, data: JSONBody[ModelUpsert]) -> CatalogModel:
         """Create or update a model's metadata (`provider/name` is its id); prices are separate versions."""
         store: CatalogStore = request.app.state.catalog
@@ -220,7 +225,7 @@ class CatalogAdminController(Controller):
         catalog = await store.refresh()
         return service.model_view(catalog, catalog.models[model_id], service.now(), finance=True)
 
-    @post("/prices", status_code=201)
+    @post("/prices", status_code=201, responses=errors(404, 409))
     async def add_price(self, request: AnyRequest, db: Db, data: JSONBody[PriceCreate]) -> PriceVersionOut:
         """Add a price version (upstream USD per 1M tokens) effective now or later; history is kept."""
         store: CatalogStore = request.app.state.catalog
@@ -229,7 +234,7 @@ class CatalogAdminController(Controller):
         await store.refresh()
         return price
 
-    @get("/prices", opt={"scope": "ledger:read"})
+    @get("/prices", opt={"scope": "ledger:read"}, responses=errors(404))
     async def price_history(self, request: AnyRequest, db: Db, model: FromQuery[str]) -> Page[PriceVersionOut]:
         """Every price version of a model, oldest first."""
         model_id = catalog_of(request).require(model).id
@@ -237,7 +242,7 @@ class CatalogAdminController(Controller):
             rows = await repository.price_history(conn, [model_id])
         return Page(data=[service.price_out(row) for row in rows], next_cursor=None)
 
-    @put("/margins", status_code=201)
+    @put("/margins", status_code=201, responses=errors(404, 409))
     async def set_margin(self, request: AnyRequest, db: Db, data: JSONBody[MarginSet]) -> MarginOut:
         """Override the default margin for a provider or a model from now (or a later time) on."""
         store: CatalogStore = request.app.state.catalog

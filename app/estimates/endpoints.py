@@ -11,13 +11,14 @@ from app.estimates import service
 from app.estimates.schemas import Comparison, Estimate, EstimateIn, Funds
 from app.ledger import repository as ledger_repository
 from app.money import money
+from app.openapi import errors
 
 
 class EstimateController(Controller):
     path = "/estimate"
     tags = ["estimates"]
 
-    @post("/", opt={"scope": "catalog:read"}, status_code=200)
+    @post("/", opt={"scope": "catalog:read"}, status_code=200, responses=errors(404, 422))
     async def estimate(
         self, request: Request[Principal, str, Any], db: Db, data: JSONBody[EstimateIn]
     ) -> Estimate | Comparison:

@@ -8,6 +8,7 @@ from app.auth import Principal
 from app.db import Db
 from app.keys import repository, service
 from app.keys.schemas import AuditEntry, CreatedKey, Key, KeyCreate
+from app.openapi import errors
 from app.pagination import DEFAULT_LIMIT, Page, check_limit, decode_cursor, page
 
 AnyRequest = Request[Principal, str, Any]
@@ -18,7 +19,7 @@ class KeyController(Controller):
     tags = ["api keys"]
     opt = {"scope": "admin"}
 
-    @post("/", status_code=201)
+    @post("/", status_code=201, responses=errors(404))
     async def create_key(self, request: AnyRequest, db: Db, data: JSONBody[KeyCreate]) -> CreatedKey:
         """Create an API key; the secret `key` is returned in this response only."""
         async with db.begin() as conn:

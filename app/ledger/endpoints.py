@@ -29,6 +29,7 @@ from app.ledger.schemas import (
     Reversal,
     ReversalCreate,
 )
+from app.openapi import errors
 from app.pagination import DEFAULT_LIMIT, Page, check_limit, decode_cursor, page
 from app.times import aware
 
@@ -37,7 +38,7 @@ class AccountController(Controller):
     path = "/accounts"
     tags = ["accounts"]
 
-    @post("/", opt={"scope": "admin"}, status_code=201)
+    @post("/", opt={"scope": "admin"}, status_code=201, responses=errors(409))
     async def create_account(self, db: Db, data: JSONBody[AccountCreate]) -> Account:
         """Create a customer account; `id` is generated when omitted."""
         async with db.begin() as conn:
@@ -103,7 +104,7 @@ class AccountController(Controller):
         )
         return Response(body, status_code=status, headers={"Idempotent-Replayed": "true"} if status == 200 else {})
 
-    @post("/{account_id:str}/reversals", opt={"scope": "admin"}, status_code=201)
+    @post("/{account_id:str}/reversals", opt={"scope": "admin"}, status_code=201, responses=errors(409))
     async def create_reversal(
         self, request: Request[Principal, str, object], account_id: FromPath[str], data: JSONBody[ReversalCreate]
     ) -> Response[Reversal]:
@@ -175,7 +176,7 @@ class AuthorizationController(Controller):
     tags = ["authorizations"]
     opt = {"scope": "usage:write"}
 
-    @post("/", status_code=201)
+    @post("/", status_code=201, responses=errors(402, 404, 422))
     async def create_authorization(
         self,
         request: Request[Principal, str, object],
@@ -205,7 +206,7 @@ class AuthorizationController(Controller):
         headers = {"Idempotent-Replayed": "true"} if status == 200 else {}
         return Response(body, status_code=status, headers=headers)
 
-    @post("/{authorization_id:str}/release", status_code=200)
+    @post("/{authorization_id:str}/release", status_code=200, responses=errors(409))
     async def release_authorization(
         self, request: Request[Principal, str, object], authorization_id: FromPath[str]
     ) -> Authorization:

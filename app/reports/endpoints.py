@@ -6,6 +6,7 @@ from litestar.params import FromQuery, QueryParameter
 from app.auth import Principal
 from app.db import Db
 from app.exports import Format, csv_response, to_csv, wants_csv
+from app.openapi import errors
 from app.pagination import DEFAULT_LIMIT, check_limit
 from app.reports import service
 from app.reports.schemas import MONEY_METRICS, TOKEN_METRICS, TrialBalance, TrialBalanceRow, UsageReport
@@ -20,7 +21,7 @@ class ReportController(Controller):
     tags = ["reports"]
     opt = {"scope": "ledger:read"}
 
-    @get("/usage")
+    @get("/usage", responses=errors(404))
     async def usage_report(
         self,
         request: AnyRequest,
@@ -50,7 +51,7 @@ class ReportController(Controller):
         rows = [[*(getattr(row, k) for k in keys), *(getattr(row, m) for m in metrics)] for row in report.rows]
         return csv_response(to_csv([*keys, *metrics], rows), "usage-report.csv")
 
-    @get("/trial-balance")
+    @get("/trial-balance", responses=errors(404))
     async def trial_balance(
         self,
         request: AnyRequest,

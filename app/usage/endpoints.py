@@ -11,6 +11,7 @@ from app.auth import Principal
 from app.db import Db
 from app.errors import AppError, InvalidRequest
 from app.observability import EVENTS
+from app.openapi import errors
 from app.pagination import DEFAULT_LIMIT, Page, check_limit, decode_cursor, page
 from app.times import aware
 from app.usage import repository, service
@@ -28,7 +29,7 @@ class UsageController(Controller):
     path = "/usage"
     tags = ["usage"]
 
-    @post("/", opt={"scope": "usage:write"}, status_code=201)
+    @post("/", opt={"scope": "usage:write"}, status_code=201, responses=errors(404, 409, 422))
     async def record_usage(self, request: AnyRequest, data: JSONBody[UsageIn]) -> Response[UsageEvent]:
         """Record one usage event and charge it; a retry with the same `event_id` replays the first answer (200)."""
         outcome = await request.app.state.coalescer.submit(prepare(request, data))
@@ -66,7 +67,7 @@ class UsageController(Controller):
             EVENTS.labels(status).inc(count)
         return BatchOut(results, counts["created"], counts["duplicate"], counts["error"])
 
-    @get("/", opt={"scope": "ledger:read"})
+    @get("/", opt={"scope": "ledger:read"}, responses=errors(404))
     async def list_usage(
         self,
         request: AnyRequest,

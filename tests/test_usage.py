@@ -12,6 +12,8 @@ from sqlalchemy import text
 from app.clock import FixedClock
 from app.money import money
 from app.pricing import Rates, Usage, credits_value, quote
+from app.usage import service
+from app.usage.endpoints import BATCHES
 from tests.conftest import KEEP_TABLES
 from tests.helpers import assert_error
 
@@ -717,6 +719,23 @@ async def test_batch_and_single_share_event_ids(client, admin, finance, acme):
     assert results[0]["event"] == single.json() | {"replay": True}
     assert results[1]["error"]["code"] == "idempotency_key_reused"
     assert await balance(client, admin) == GRANT - 3 * GPT4O_COST
+
+
+async def test_a_busy_worker_closes_the_connection_of_a_batch_it_answers(client, admin, finance, acme, monkeypatch):
+    """A worker answering a batch while it handles another closes that keep-alive connection, so the
+    client's next batch goes to whichever worker accepts it first (see BatchesInFlight); a worker
+    handling one batch at a time keeps its connections."""
+    alone = await client.post("/usage/batch", json={"events": [event("alone")]}, headers=finance)
+    assert alone.status_code == 200 and "connection" not in alone.headers
+    monkeypatch.setattr(BATCHES, "count", 1)  # another batch in hand in this worker
+    busy = await client.post("/usage/batch", json={"events": [event("busy")]}, headers=finance)
+    assert busy.status_code == 200 and busy.headers["connection"] == "close"
+    assert busy.json()["results"][0]["status"] == "created"
+    assert BATCHES.count == 1
+    # Counted out on errors too.
+    monkeypatch.setattr(service, "record", None)
+    assert (await client.post("/usage/batch", json={"events": [event("x")]}, headers=finance)).status_code == 500
+    assert BATCHES.count == 1
 
 
 async def test_batch_size_limits(client, admin, finance, acme):

@@ -54,13 +54,16 @@ class UsageController(Controller):
     async def _record_batch(self, request: AnyRequest, data: BatchIn) -> BatchOut:
         results: list[BatchResult | None] = [None] * len(data.events)
         ready: list[tuple[int, service.Prepared]] = []
-        for index, item in enumerate(data.events):
-            event_id = item.get("event_id") if isinstance(item.get("event_id"), str) else None
-            try:
-                ready.append((index, prepare(request, decode_event(item))))
-            except AppError as error:
-                results[index] = BatchResult(index, "error", event_id, error=service.error_object(error))
         state = request.app.state
+        # One request, one moment and one catalog snapshot: events without an `occurred_at` all
+        # happened when the batch arrived.
+        principal, catalog, now = request.user, state.catalog.catalog, state.clock.now()
+        for index, item in enumerate(data.events):
+            try:
+                ready.append((index, service.prepare(decode_event(item), principal, catalog, now)))
+            except AppError as error:
+                event_id = item.get("event_id") if isinstance(item.get("event_id"), str) else None
+                results[index] = BatchResult(index, "error", event_id, error=service.error_object(error))
         events = [event for _, event in ready]
         outcomes = await db.transaction(state.pool, lambda conn: service.record(conn, events, state.clock.now()))
         finance = request.user.is_finance

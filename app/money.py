@@ -1,6 +1,6 @@
 """Validation of money amounts arriving from clients: exact decimals that fit NUMERIC(38, 9)."""
 
-from decimal import ROUND_HALF_EVEN, Context, Decimal, DivisionByZero, InvalidOperation, Overflow
+from decimal import ROUND_HALF_EVEN, Context, Decimal, DivisionByZero, Inexact, InvalidOperation, Overflow
 
 from app.errors import InvalidRequest
 
@@ -29,3 +29,17 @@ _CONTEXT = Context(prec=60, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation, D
 def money(value: Decimal) -> str:
     """JSON form of an amount: fixed-point with 9 places ("0.000000000", never "0E-9")."""
     return format(value.quantize(MONEY_PLACES, context=_CONTEXT), "f")
+
+
+# Sums and differences of amounts. An amount has up to 38 digits, more than the default context's 28,
+# which would round a balance of 10^19 credits or more without a word; this context has room for any
+# sum of amounts and refuses to round.
+_EXACT = Context(prec=60, traps=[Inexact, InvalidOperation, Overflow])
+
+
+def add(a: Decimal, b: Decimal) -> Decimal:
+    return _EXACT.add(a, b)
+
+
+def subtract(a: Decimal, b: Decimal) -> Decimal:
+    return _EXACT.subtract(a, b)

@@ -297,6 +297,31 @@ async def test_a_grant_first_pays_the_debt(client, admin, clock, unit, conn_engi
     await assert_books_reconcile(conn_engine)
 
 
+async def test_balances_beyond_28_digits_stay_exact(client, admin, clock, unit, conn_engine):
+    """Amounts have up to 38 digits; a balance of 10^19 credits and more is still added up to the last one."""
+    acme = await Account(client, admin, "acme", unit).create()
+    body = await acme.grant("12345678901234567890.123456789")
+    assert body["balance_after"] == "12345678901234567890.123456789"
+    body = await acme.grant("0.000000001", clock.now() + timedelta(days=1))
+    assert body["balance_after"] == "12345678901234567890.123456790"
+    used = await acme.use(3)
+    assert used["balance_after"] == "12345678901234567887.123456790"
+    assert await acme.balance() == Decimal("12345678901234567887.123456790")
+    hold = await client.post(
+        "/authorizations",
+        json={"account_id": "acme", "model": unit, "input_tokens": 1, "max_output_tokens": 1},
+        headers=admin,
+    )
+    assert hold.status_code == 201, hold.text
+    assert hold.json()["available"] == "12345678901234567885.123456790"
+    account = (await client.get("/accounts/acme", headers=admin)).json()
+    assert (account["balance"], account["available"]) == (
+        "12345678901234567887.123456790",
+        "12345678901234567885.123456790",
+    )
+    await assert_books_reconcile(conn_engine)
+
+
 # Expiry
 
 

@@ -27,7 +27,7 @@ from app.ledger.schemas import (
     Reversal,
     ReversalCreate,
 )
-from app.money import check_amount, money
+from app.money import add, check_amount, money, subtract
 from app.times import utc
 
 
@@ -40,7 +40,7 @@ def to_account(row: Row) -> Account:
         overdraft_limit=money(row.overdraft_limit),
         balance=money(row.balance),
         pending=money(pending),
-        available=money(row.balance - pending),
+        available=money(subtract(row.balance, pending)),
         created_at=row.created_at,
     )
 
@@ -86,9 +86,9 @@ class Books:
         description: str | None = None,
     ) -> Decimal:
         """Post one entry (positive `amount` credits the account); returns the balance after it."""
-        balance = self.balance[account_id] = self.balance[account_id] + amount
+        balance = self.balance[account_id] = add(self.balance[account_id], amount)
         if amount < 0 and kind != "expiration":  # an expiration empties its own grant instead
-            self.draws[account_id] = self.draws.get(account_id, Decimal(0)) - amount
+            self.draws[account_id] = subtract(self.draws.get(account_id, Decimal(0)), amount)
         self.entries.append((account_id, kind, amount, balance, counterparty, usage_event_id, grant_id, description))
         return balance
 
@@ -160,7 +160,7 @@ async def add_credits(
     # Debits posted earlier in these books draw from grants when the books close; a new lot must not
     # be drawn by them.
     assert not books.draws, "close the books before adding credits"
-    after = books.balance[account_id] + amount
+    after = add(books.balance[account_id], amount)
     row = await repository.insert_grant(
         conn,
         account_id=account_id,
@@ -315,7 +315,7 @@ async def authorize(
     books = await open_books(conn, [account_id], now)
     if account_id not in books.balance:
         raise NotFound(f"Account '{account_id}' not found", code="account_not_found", param="account_id")
-    available = books.balance[account_id] - await repository.pending(conn, account_id, now)
+    available = subtract(books.balance[account_id], await repository.pending(conn, account_id, now))
     if quote.credits > available:
         raise InsufficientCredits(
             f"The call may cost {money(quote.credits)} credits; {money(available)} are available",
@@ -336,7 +336,7 @@ async def authorize(
             "expires_at": now + timedelta(seconds=data.ttl_seconds),
         },
     )
-    return authorization_view(row, now, available - quote.credits)
+    return authorization_view(row, now, subtract(available, quote.credits))
 
 
 async def release(conn: asyncpg.Connection, principal: Principal, authorization_id: str, now: datetime):

@@ -15,7 +15,7 @@ from app.errors import TYPES, AppError, Conflict, InvalidRequest, NotFound
 from app.idempotency import differing_fields, reused
 from app.ledger import repository as ledger_repository
 from app.ledger.service import open_books
-from app.money import money
+from app.money import money, subtract
 from app.times import utc
 from app.usage import repository
 from app.usage.schemas import ErrorObject, UsageEvent, UsageIn
@@ -231,7 +231,7 @@ async def record(conn: asyncpg.Connection, batch: list[Prepared], now: datetime)
     projected, overdrawn = dict(books.balance), {}
     for index in new:
         event = batch[index]
-        projected[event.account_id] -= event.cost
+        projected[event.account_id] = subtract(projected[event.account_id], event.cost)
         overdrawn[index] = projected[event.account_id] < -books.overdraft_limit[event.account_id]
     ids = await repository.insert(conn, [(batch[i], overdrawn[i]) for i in new], now)
     for index in new:

@@ -1,7 +1,7 @@
 """Report data: usage events generated with SQL (INSERT ... SELECT generate_series), and the daily
 rollups they make, computed from those events with the very sums the service keeps
 (`app.usage.repository.ROLLUP_SUMS`), so a report over the rollups is a report over the events. The
-monthly rollups follow from the daily ones through their trigger, as in the service.
+monthly rollups are the same sums by month (what the trigger on the daily rollups would add up).
 
 Shape: ACCOUNTS accounts (`rpt-0000` ...), each using 4 of 40 priced language models, events spread
 evenly over DAYS days, token counts varying per event, costs from the models' current prices at the
@@ -75,6 +75,23 @@ ROLLUPS_SQL = f"""
         upstream_cost_usd = r.upstream_cost_usd + excluded.upstream_cost_usd,
         credits_usd = r.credits_usd + excluded.credits_usd
 """
+# The same events' monthly rollups, added likewise: what the trigger on usage_rollups adds, summed.
+# Loaded this way, the generation does not update each month's row once per day in one transaction,
+# which would leave the table bloated in a way steady use, vacuumed as it goes, never does.
+MONTHS_SQL = f"""
+    INSERT INTO usage_rollups_monthly AS r
+    SELECT date_trunc('month', e.occurred_at AT TIME ZONE 'UTC')::date, e.account_id, e.model_id, {ROLLUP_SUMS}, 0
+    FROM usage_events e WHERE e.id > $1 AND e.account_id LIKE 'rpt-%'
+    GROUP BY 1, 2, 3
+    ON CONFLICT (month, account_id, model_id) DO UPDATE SET
+        events = r.events + excluded.events, input_tokens = r.input_tokens + excluded.input_tokens,
+        output_tokens = r.output_tokens + excluded.output_tokens,
+        cached_input_tokens = r.cached_input_tokens + excluded.cached_input_tokens,
+        cache_write_tokens = r.cache_write_tokens + excluded.cache_write_tokens,
+        reasoning_tokens = r.reasoning_tokens + excluded.reasoning_tokens, cost = r.cost + excluded.cost,
+        upstream_cost_usd = r.upstream_cost_usd + excluded.upstream_cost_usd,
+        credits_usd = r.credits_usd + excluded.credits_usd
+"""
 # (drop, build): built from separate connections at once, the unique one as an index first and then
 # attached as the constraint, which takes no time.
 INDEXES = (
@@ -124,8 +141,16 @@ async def grow(dsn: str, have: int, total: int, log: Callable[[str], None]) -> d
         log(f"  rebuilt the usage_events indexes in {timings['indexes_s']:.1f} s")
 
         began = time.perf_counter()
-        await conn.execute(ROLLUPS_SQL, last_id)
-        await conn.execute("ANALYZE usage_rollups")
+        async with conn.transaction():
+            if superuser:  # the trigger off: the months are added from the events at once
+                await conn.execute("SET LOCAL session_replication_role = replica")
+            await conn.execute(ROLLUPS_SQL, last_id)
+            if superuser:
+                await conn.execute(MONTHS_SQL, last_id)
+        # What autovacuum (off on some servers) would do after this many updates: the second load
+        # updates every daily rollup.
+        await conn.execute("VACUUM (ANALYZE) usage_rollups")
+        await conn.execute("VACUUM (ANALYZE) usage_rollups_monthly")
         await conn.execute("ANALYZE usage_events")
         await conn.execute("DROP TABLE bench_models")
         timings["rollups_s"] = time.perf_counter() - began

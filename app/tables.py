@@ -273,6 +273,25 @@ authorizations = Table(
     Index("ix_authorizations_open", "account_id", postgresql_where=text("settled_at IS NULL AND released_at IS NULL")),
 )
 
+
+def rollup_sums() -> list[Column]:
+    """The sums a usage rollup keeps, daily or monthly."""
+    return [
+        Column("events", BigInteger, nullable=False),
+        Column("input_tokens", BigInteger, nullable=False),
+        Column("output_tokens", BigInteger, nullable=False),
+        Column("cached_input_tokens", BigInteger, nullable=False),
+        Column("cache_write_tokens", BigInteger, nullable=False),
+        Column("reasoning_tokens", BigInteger, nullable=False),
+        Column("cost", Money, nullable=False),
+        Column("upstream_cost_usd", Money, nullable=False),
+        # The credits' USD value: each event's cost / its credits_per_usd, rounded to 9 places, summed.
+        Column("credits_usd", Money, nullable=False),
+        # Credits given back by reversals of these events (counted on the day the event occurred).
+        Column("reversed", Money, nullable=False, server_default="0"),
+    ]
+
+
 usage_rollups = Table(
     "usage_rollups",
     metadata,
@@ -281,18 +300,7 @@ usage_rollups = Table(
     Column("day", Date, primary_key=True),
     Column("account_id", Text, ForeignKey("accounts.id"), primary_key=True),
     Column("model_id", Text, ForeignKey("models.id"), primary_key=True),
-    Column("events", BigInteger, nullable=False),
-    Column("input_tokens", BigInteger, nullable=False),
-    Column("output_tokens", BigInteger, nullable=False),
-    Column("cached_input_tokens", BigInteger, nullable=False),
-    Column("cache_write_tokens", BigInteger, nullable=False),
-    Column("reasoning_tokens", BigInteger, nullable=False),
-    Column("cost", Money, nullable=False),
-    Column("upstream_cost_usd", Money, nullable=False),
-    # The credits' USD value: each event's cost / its credits_per_usd, rounded to 9 places, summed.
-    Column("credits_usd", Money, nullable=False),
-    # Credits given back by reversals of these events (counted on the day the event occurred).
-    Column("reversed", Money, nullable=False, server_default="0"),
+    *rollup_sums(),
     Index(None, "account_id", "day"),
     Index(None, "model_id", "day"),
     # Updated in place again and again: room on each page keeps the updates HOT.
@@ -307,16 +315,7 @@ usage_rollups_monthly = Table(
     Column("month", Date, primary_key=True),
     Column("account_id", Text, ForeignKey("accounts.id"), primary_key=True),
     Column("model_id", Text, ForeignKey("models.id"), primary_key=True),
-    Column("events", BigInteger, nullable=False),
-    Column("input_tokens", BigInteger, nullable=False),
-    Column("output_tokens", BigInteger, nullable=False),
-    Column("cached_input_tokens", BigInteger, nullable=False),
-    Column("cache_write_tokens", BigInteger, nullable=False),
-    Column("reasoning_tokens", BigInteger, nullable=False),
-    Column("cost", Money, nullable=False),
-    Column("upstream_cost_usd", Money, nullable=False),
-    Column("credits_usd", Money, nullable=False),
-    Column("reversed", Money, nullable=False, server_default="0"),
+    *rollup_sums(),
     postgresql_with={"fillfactor": 70},
 )
 

@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import asyncpg
 
-from app.usage.repository import ROLLUP_SUMS
+from app.usage.repository import ROLLUP_COLUMNS, ROLLUP_SUMS
 
 ACCOUNTS = 500
 MODELS = 40
@@ -61,19 +61,13 @@ EVENTS_SQL = f"""
 """
 # The rollups of the events added since `$1` (an events.id), added to what is there: the service's
 # own ON CONFLICT arithmetic.
+ADD_SUMS = ", ".join(f"{c} = r.{c} + excluded.{c}" for c in ROLLUP_COLUMNS)
 ROLLUPS_SQL = f"""
     INSERT INTO usage_rollups AS r
     SELECT (e.occurred_at AT TIME ZONE 'UTC')::date, e.account_id, e.model_id, {ROLLUP_SUMS}, 0
     FROM usage_events e WHERE e.id > $1 AND e.account_id LIKE 'rpt-%'
     GROUP BY 1, 2, 3
-    ON CONFLICT (day, account_id, model_id) DO UPDATE SET
-        events = r.events + excluded.events, input_tokens = r.input_tokens + excluded.input_tokens,
-        output_tokens = r.output_tokens + excluded.output_tokens,
-        cached_input_tokens = r.cached_input_tokens + excluded.cached_input_tokens,
-        cache_write_tokens = r.cache_write_tokens + excluded.cache_write_tokens,
-        reasoning_tokens = r.reasoning_tokens + excluded.reasoning_tokens, cost = r.cost + excluded.cost,
-        upstream_cost_usd = r.upstream_cost_usd + excluded.upstream_cost_usd,
-        credits_usd = r.credits_usd + excluded.credits_usd
+    ON CONFLICT (day, account_id, model_id) DO UPDATE SET {ADD_SUMS}
 """
 # The same events' monthly rollups, added likewise: what the trigger on usage_rollups adds, summed.
 MONTHS_SQL = f"""
@@ -81,14 +75,7 @@ MONTHS_SQL = f"""
     SELECT date_trunc('month', e.occurred_at AT TIME ZONE 'UTC')::date, e.account_id, e.model_id, {ROLLUP_SUMS}, 0
     FROM usage_events e WHERE e.id > $1 AND e.account_id LIKE 'rpt-%'
     GROUP BY 1, 2, 3
-    ON CONFLICT (month, account_id, model_id) DO UPDATE SET
-        events = r.events + excluded.events, input_tokens = r.input_tokens + excluded.input_tokens,
-        output_tokens = r.output_tokens + excluded.output_tokens,
-        cached_input_tokens = r.cached_input_tokens + excluded.cached_input_tokens,
-        cache_write_tokens = r.cache_write_tokens + excluded.cache_write_tokens,
-        reasoning_tokens = r.reasoning_tokens + excluded.reasoning_tokens, cost = r.cost + excluded.cost,
-        upstream_cost_usd = r.upstream_cost_usd + excluded.upstream_cost_usd,
-        credits_usd = r.credits_usd + excluded.credits_usd
+    ON CONFLICT (month, account_id, model_id) DO UPDATE SET {ADD_SUMS}
 """
 # (drop, build): built from separate connections at once, the unique one as an index first and then
 # attached as the constraint, which takes no time.

@@ -4,8 +4,7 @@ import asyncio
 from datetime import datetime
 from decimal import Decimal
 
-from app.ledger.reconcile import reconcile
-from tests.helpers import assert_error
+from tests.helpers import assert_error, assert_reconciled
 
 
 async def create_account(client, admin, account_id: str, grant: str | None = "100") -> None:
@@ -30,12 +29,6 @@ async def entries(client, admin, account_id: str = "acme", **params) -> list[dic
     response = await client.get(f"/accounts/{account_id}/ledger", params={"limit": 1000, **params}, headers=admin)
     assert response.status_code == 200, response.text
     return response.json()["data"]
-
-
-async def check_reconciled(engine) -> None:
-    async with engine.connect() as conn:
-        report = await reconcile(conn)
-    assert report.ok, report.violations
 
 
 async def test_credit_and_debit(client, admin, clock, conn_engine):
@@ -86,7 +79,7 @@ async def test_credit_and_debit(client, admin, clock, conn_engine):
     response = await adjust(client, admin, amount="10", reason="settled")
     assert response.status_code == 201 and response.json()["balance_after"] == "2.749999999", response.text
     assert await balance(client, admin) == "2.749999999"
-    await check_reconciled(conn_engine)
+    await assert_reconciled(conn_engine)
 
 
 async def test_adjustment_validation(client, admin, make_key):
@@ -162,7 +155,7 @@ async def test_idempotency_key(client, admin, conn_engine):
     for _ in range(2):
         assert (await adjust(client, admin, amount="1", reason="x")).status_code == 201
     assert await balance(client, admin) == "98.500000000"
-    await check_reconciled(conn_engine)
+    await assert_reconciled(conn_engine)
 
 
 async def test_adjustments_appear_in_the_trial_balance(client, admin, clock):

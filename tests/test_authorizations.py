@@ -7,8 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from app.ledger.reconcile import reconcile
-from tests.helpers import assert_error
+from tests.helpers import assert_error, assert_reconciled
 
 NANO = Decimal("0.000000001")
 # gpt-4o output is 10 USD per 1M tokens: 1.4 credits per 1000 output tokens at margin 1.4.
@@ -69,12 +68,6 @@ async def usage_events(client, admin) -> list[dict]:
     response = await client.get("/usage", params={"limit": 1000}, headers=admin)
     assert response.status_code == 200, response.text
     return response.json()["data"]
-
-
-async def check_reconciled(engine) -> None:
-    async with engine.connect() as conn:
-        report = await reconcile(conn)
-    assert report.ok, report.violations
 
 
 async def test_hold_is_the_worst_case_cost(client, admin, writer, clock):
@@ -207,7 +200,7 @@ async def test_a_usage_event_settles_its_hold(client, admin, writer, clock, conn
     assert pending == "0.000000000"
     charged = sum(Decimal(e["cost"]) for e in await usage_events(client, admin))
     assert Decimal(balance) == 100 - charged
-    await check_reconciled(conn_engine)
+    await assert_reconciled(conn_engine)
 
 
 async def test_concurrent_events_settle_a_hold_once(client, admin, writer, conn_engine):
@@ -229,7 +222,7 @@ async def test_concurrent_events_settle_a_hold_once(client, admin, writer, conn_
     assert (settled["status"], settled["event_id"], settled["settled_amount"]) == ("settled", winner, "1.400000000")
     assert [e["event_id"] for e in await usage_events(client, admin)] == [winner]
     assert await funds(client, admin) == ("98.600000000", "0.000000000", "98.600000000")
-    await check_reconciled(conn_engine)
+    await assert_reconciled(conn_engine)
 
 
 async def test_holds_of_other_accounts(client, admin, writer, make_key):
@@ -409,4 +402,4 @@ async def test_concurrent_holds_never_exceed_the_available_credits(client, admin
     assert pending == amount(sum(Decimal(h["amount"]) for h in created)) == "98.000000000"
     assert (balance, available) == ("100.000000000", "2.000000000")
     assert Decimal(available) >= 0
-    await check_reconciled(conn_engine)
+    await assert_reconciled(conn_engine)

@@ -1,15 +1,11 @@
 """POST /estimate: the cost of a call without recording it, equal to what POST /usage charges for it."""
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import text
 
-from app.ledger.reconcile import reconcile
-from tests.conftest import KEEP_TABLES
-from tests.helpers import assert_error
+from tests.helpers import assert_error, assert_reconciled
 
 NANO = Decimal("0.000000001")
 SCALE = Decimal("140")  # default margin 1.4 x 100 credits per USD
@@ -28,16 +24,6 @@ async def catalog_key(make_key) -> dict[str, str]:
 @pytest.fixture
 async def finance(make_key) -> dict[str, str]:
     return {"X-API-Key": await make_key("catalog:read", "ledger:read")}
-
-
-@pytest.fixture
-async def provider(scratch, conn_engine) -> AsyncIterator[str]:
-    """`scratch`, whose teardown deletes the provider's prices: the usage recorded with them goes first."""
-    yield scratch
-    async with conn_engine.begin() as conn:
-        tables = (await conn.execute(text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'"))).scalars()
-        names = ", ".join(f'"{name}"' for name in tables if name not in KEEP_TABLES)
-        await conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
 
 
 async def create_account(client, admin, account_id: str, grant: str | None = "1000") -> None:
@@ -134,16 +120,14 @@ async def test_estimate_equals_the_charge(client, admin, catalog_key, finance, c
             quoted["model"],
         )
         assert (event["upstream_cost_usd"], event["margin"]) == (quoted["upstream_cost_usd"], quoted["margin"])
-    async with conn_engine.connect() as conn:
-        report = await reconcile(conn)
-    assert report.ok, report.violations
+    await assert_reconciled(conn_engine)
 
 
-async def test_estimate_of_a_model_with_its_own_rates(client, admin, clock, provider, conn_engine):
+async def test_estimate_of_a_model_with_its_own_rates(client, admin, clock, scratch, conn_engine):
     """A per-request fee, a long-context tier and a margin override of the model."""
-    model = f"{provider}/m"
+    model = f"{scratch}/m"
     response = await client.put(
-        "/catalog/models", json={"provider": provider, "name": "m", "type": "language"}, headers=admin
+        "/catalog/models", json={"provider": scratch, "name": "m", "type": "language"}, headers=admin
     )
     assert response.status_code == 200, response.text
     price = {
@@ -186,9 +170,7 @@ async def test_estimate_of_a_model_with_its_own_rates(client, admin, clock, prov
         assert charged.status_code == 201, charged.text
         assert (charged.json()["cost"], charged.json()["upstream_cost_usd"]) == (credits, usd)
         assert charged.json()["price_version"] == quoted["price_version"] == response.json()["id"]
-    async with conn_engine.connect() as conn:
-        report = await reconcile(conn)
-    assert report.ok, report.violations
+    await assert_reconciled(conn_engine)
 
 
 async def test_compare_models_cheapest_first(client, admin, catalog_key, scratch):

@@ -11,9 +11,8 @@ from litestar.testing import AsyncTestClient
 from sqlalchemy import text
 
 from app.clock import FixedClock
-from app.ledger.reconcile import reconcile
 from app.ledger.service import expire_due_grants
-from tests.helpers import assert_error
+from tests.helpers import assert_error, assert_reconciled
 
 
 @pytest.fixture
@@ -119,12 +118,6 @@ async def sweep(client, at: datetime) -> int:
     portal thread), and an asyncpg pool may only be used from its loop, so the call goes through the portal."""
     pool = client.app.state.pool
     return await asyncio.to_thread(client.blocking_portal.call, expire_due_grants, pool, at)
-
-
-async def assert_books_reconcile(engine) -> None:
-    async with engine.connect() as conn:
-        report = await reconcile(conn)
-    assert report.ok, report.violations
 
 
 # Validation
@@ -272,7 +265,7 @@ async def test_usage_draws_from_the_earliest_expiring_grant_first(client, admin,
     spent = await acme.use(7)
     assert spent["balance_after"] == "-2.000000000" and spent["overdrawn"] is True
     assert await acme.remaining() == [0, 0, 0, 0]
-    await assert_books_reconcile(conn_engine)
+    await assert_reconciled(conn_engine)
 
 
 async def test_a_grant_first_pays_the_debt(client, admin, clock, unit, conn_engine):
@@ -294,7 +287,7 @@ async def test_a_grant_first_pays_the_debt(client, admin, clock, unit, conn_engi
     assert await acme.balance() == 0
     expiration = (await acme.ledger(kind="expiration"))[0]
     assert expiration["amount"] == "-10.000000000" and expiration["grant_id"] == expiring["id"]
-    await assert_books_reconcile(conn_engine)
+    await assert_reconciled(conn_engine)
 
 
 async def test_balances_beyond_28_digits_stay_exact(client, admin, clock, unit, conn_engine):
@@ -319,7 +312,7 @@ async def test_balances_beyond_28_digits_stay_exact(client, admin, clock, unit, 
         "12345678901234567887.123456790",
         "12345678901234567885.123456790",
     )
-    await assert_books_reconcile(conn_engine)
+    await assert_reconciled(conn_engine)
 
 
 # Expiry
@@ -349,7 +342,7 @@ async def test_expiry_on_the_next_usage(client, admin, clock, unit, conn_engine)
     assert grants[expiring["id"]]["remaining"] == "0.000000000"
     assert datetime.fromisoformat(grants[expiring["id"]]["expired_at"]) == clock.now()
     assert grants[lasting["id"]]["remaining"] == "2.000000000" and grants[lasting["id"]]["expired_at"] is None
-    await assert_books_reconcile(conn_engine)
+    await assert_reconciled(conn_engine)
 
 
 async def test_expiry_on_a_grant(client, admin, clock):
@@ -404,7 +397,7 @@ async def test_expiry_by_the_sweep(client, admin, clock, unit, conn_engine):
         (first["id"], "-6.000000000"),
         (second["id"], "-5.000000000"),
     ]
-    await assert_books_reconcile(conn_engine)
+    await assert_reconciled(conn_engine)
 
 
 async def test_sweep_covers_many_accounts(client, admin, clock, conn_engine):
@@ -426,4 +419,4 @@ async def test_sweep_covers_many_accounts(client, admin, clock, conn_engine):
     clock.advance(hours=1)
     await sweep(client, clock.now())
     assert [await a.balance() for a in accounts] == [Decimal("0.5")] * 5
-    await assert_books_reconcile(conn_engine)
+    await assert_reconciled(conn_engine)

@@ -17,12 +17,9 @@ from decimal import ROUND_HALF_EVEN, Decimal
 
 import pytest
 from litestar.testing import AsyncTestClient
-from sqlalchemy import text
 
 from app.asgi import create_app
-from app.ledger.reconcile import reconcile
-from tests.conftest import KEEP_TABLES
-from tests.helpers import assert_error
+from tests.helpers import assert_error, assert_reconciled
 
 NANO = Decimal("0.000000001")
 PERCENT = Decimal("0.01")
@@ -63,21 +60,6 @@ async def client(settings, conn_engine, clock) -> AsyncIterator[AsyncTestClient]
     """The app without its grant-expiry sweeper, so only the test decides when ledger entries are posted."""
     async with AsyncTestClient(create_app(replace(settings, expiry_sweep_seconds=3600), clock)) as client:
         yield client
-
-
-async def empty_ledger(engine) -> None:
-    """What `conn_engine` does after the test, done earlier (before `scratch` deletes its prices)."""
-    async with engine.begin() as conn:
-        tables = (await conn.execute(text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'"))).scalars()
-        names = ", ".join(f'"{name}"' for name in tables if name not in KEEP_TABLES)
-        await conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-
-
-@pytest.fixture
-async def provider(scratch, conn_engine) -> AsyncIterator[str]:
-    """`scratch`, whose teardown deletes the provider's prices: the usage recorded with them goes first."""
-    yield scratch
-    await empty_ledger(conn_engine)
 
 
 def usd(cost: Decimal) -> Decimal:
@@ -156,12 +138,6 @@ async def balance(client, headers, account_id: str) -> dict:
     response = await client.get(f"/accounts/{account_id}/balance", headers=headers)
     assert response.status_code == 200, response.text
     return response.json()
-
-
-async def check_reconciled(engine) -> None:
-    async with engine.connect() as conn:
-        report = await reconcile(conn)
-    assert report.ok, report.violations
 
 
 # What the test expects, from the events as recorded
@@ -471,7 +447,7 @@ async def test_usage_report_equals_the_recorded_events_and_the_ledger(client, ad
     response = await client.get("/reports/usage", params={"format": "json"}, headers={**admin, "Accept": "text/csv"})
     assert response.status_code == 200 and response.json()["totals"]["events"] == len(events)
 
-    await check_reconciled(conn_engine)
+    await assert_reconciled(conn_engine)
 
 
 async def test_usage_report_of_nothing(client, admin):
@@ -483,12 +459,12 @@ async def test_usage_report_of_nothing(client, admin):
     assert header == ["model", *METRICS] and rows == []
 
 
-async def test_credits_usd_rounds_half_to_even(client, admin, clock, provider):
+async def test_credits_usd_rounds_half_to_even(client, admin, clock, scratch):
     """3 tokens at 0.0125 USD per 1M, margin 1.4: 0.00000525 credits, worth 0.0000000525 USD, a tie at
     the 9th place that ROUND_HALF_EVEN (the one rounding rule of DESIGN.md) makes 0.000000052."""
-    model = f"{provider}/tie"
+    model = f"{scratch}/tie"
     created = await client.put(
-        "/catalog/models", json={"provider": provider, "name": "tie", "type": "language"}, headers=admin
+        "/catalog/models", json={"provider": scratch, "name": "tie", "type": "language"}, headers=admin
     )
     assert created.status_code == 200, created.text
     price = await client.post("/catalog/prices", json={"model": model, "input": "0.0125", "output": "1"}, headers=admin)
@@ -645,7 +621,7 @@ async def test_reversal_shows_in_credits_reversed_of_its_group(client, admin, ma
         403,
         "insufficient_scope",
     )
-    await check_reconciled(conn_engine)
+    await assert_reconciled(conn_engine)
 
 
 # Trial balance
@@ -779,7 +755,7 @@ async def test_trial_balance(client, admin, make_key, clock, conn_engine):
                 assert line["account_id"] == row["account_id"]
                 for name in TB_FIELDS[1:]:
                     assert Decimal(line[name]) == Decimal(row[name]) and line[name] == row[name], name
-    await check_reconciled(conn_engine)
+    await assert_reconciled(conn_engine)
 
 
 async def test_trial_balance_validation(client, admin, clock):
@@ -888,4 +864,4 @@ async def test_ledger_csv_has_every_entry(client, admin, make_key, clock, conn_e
     other = {"X-API-Key": await make_key("ledger:read", account_id="globex")}
     response = await client.get("/accounts/acme/ledger", params={"format": "csv"}, headers=other)
     assert_error(response, 404, "account_not_found")
-    await check_reconciled(conn_engine)
+    await assert_reconciled(conn_engine)

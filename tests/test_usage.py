@@ -1,7 +1,6 @@
 """POST /usage and /usage/batch: exact charges, validation, pricing at occurred_at, idempotency, overdraft."""
 
 import re
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -14,7 +13,6 @@ from app.money import money
 from app.pricing import Rates, Usage, credits_value, quote
 from app.usage import service
 from app.usage.endpoints import BATCHES
-from tests.conftest import KEEP_TABLES
 from tests.helpers import assert_error
 
 
@@ -57,21 +55,6 @@ async def writer(make_key) -> dict[str, str]:
 @pytest.fixture
 async def finance(make_key) -> dict[str, str]:
     return {"X-API-Key": await make_key("usage:write", "ledger:read")}
-
-
-async def empty_ledger(engine) -> None:
-    """What `conn_engine` does after the test, done earlier (before `scratch` deletes its models)."""
-    async with engine.begin() as conn:
-        tables = (await conn.execute(text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'"))).scalars()
-        names = ", ".join(f'"{name}"' for name in tables if name not in KEEP_TABLES)
-        await conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-
-
-@pytest.fixture
-async def provider(scratch, conn_engine) -> AsyncIterator[str]:
-    """`scratch`, whose teardown deletes the provider's prices: the usage recorded with them goes first."""
-    yield scratch
-    await empty_ledger(conn_engine)
 
 
 async def create_account(client, admin, account_id: str, grant: Decimal | None = GRANT, overdraft: str = "0") -> str:
@@ -270,16 +253,16 @@ async def test_occurred_at_in_the_future(client, admin, finance, clock, acme):
     assert datetime.fromisoformat(response.json()["occurred_at"]) == skewed
 
 
-async def test_unpriced_model_is_rejected(client, admin, finance, acme, provider):
+async def test_unpriced_model_is_rejected(client, admin, finance, acme, scratch):
     created = await client.put(
-        "/catalog/models", json={"provider": provider, "name": "m", "type": "language"}, headers=admin
+        "/catalog/models", json={"provider": scratch, "name": "m", "type": "language"}, headers=admin
     )
     assert created.status_code == 200 and created.json()["priced"] is False
-    error = assert_error(await post(client, finance, event("u", model=f"{provider}/m")), 422, "model_unpriced")
-    assert error["param"] == "model" and f"{provider}/m" in error["message"]
+    error = assert_error(await post(client, finance, event("u", model=f"{scratch}/m")), 422, "model_unpriced")
+    assert error["param"] == "model" and f"{scratch}/m" in error["message"]
     # A price known for input only is still no price for a language model.
-    await client.post("/catalog/prices", json={"model": f"{provider}/m", "input": "1"}, headers=admin)
-    assert_error(await post(client, finance, event("u", model=f"{provider}/m")), 422, "model_unpriced")
+    await client.post("/catalog/prices", json={"model": f"{scratch}/m", "input": "1"}, headers=admin)
+    assert_error(await post(client, finance, event("u", model=f"{scratch}/m")), 422, "model_unpriced")
     assert await events(client, admin) == []
     assert await balance(client, admin) == GRANT
 
@@ -346,10 +329,10 @@ async def test_nul_characters_are_a_validation_error(client, admin, finance, acm
 # Pricing at occurred_at
 
 
-async def test_priced_by_the_version_and_margin_in_effect_at_occurred_at(client, admin, finance, clock, provider):
+async def test_priced_by_the_version_and_margin_in_effect_at_occurred_at(client, admin, finance, clock, scratch):
     await create_account(client, admin, "acme", grant=Decimal(10_000))
-    model = f"{provider}/m"
-    await client.put("/catalog/models", json={"provider": provider, "name": "m", "type": "language"}, headers=admin)
+    model = f"{scratch}/m"
+    await client.put("/catalog/models", json={"provider": scratch, "name": "m", "type": "language"}, headers=admin)
     v1 = (
         await client.post("/catalog/prices", json={"model": model, "input": "1", "output": "2"}, headers=admin)
     ).json()
@@ -416,13 +399,13 @@ async def test_priced_by_the_version_and_margin_in_effect_at_occurred_at(client,
     assert await balance(client, admin) == Decimal(10_000) - total
 
 
-async def test_disabled_provider_is_still_charged(client, admin, finance, clock, provider, acme):
+async def test_disabled_provider_is_still_charged(client, admin, finance, clock, scratch, acme):
     """The call already happened upstream: usage of a disabled provider's model is recorded and charged."""
-    model = f"{provider}/m"
-    await client.put("/catalog/models", json={"provider": provider, "name": "m", "type": "language"}, headers=admin)
+    model = f"{scratch}/m"
+    await client.put("/catalog/models", json={"provider": scratch, "name": "m", "type": "language"}, headers=admin)
     await client.post("/catalog/prices", json={"model": model, "input": "1", "output": "1"}, headers=admin)
     clock.at = datetime.now(UTC)
-    await client.patch(f"/catalog/providers/{provider}", json={"enabled": False}, headers=admin)
+    await client.patch(f"/catalog/providers/{scratch}", json={"enabled": False}, headers=admin)
     response = await post(
         client, finance, event("d", model=model, input_tokens=10**6, cached_input_tokens=0, output_tokens=0)
     )
@@ -568,15 +551,15 @@ async def test_no_overdraft_limit_flags_any_negative_balance(client, admin, fina
 # Batches
 
 
-async def test_extreme_amounts_are_stored_and_answered_exactly(client, admin, finance, clock, provider, conn_engine):
+async def test_extreme_amounts_are_stored_and_answered_exactly(client, admin, finance, clock, scratch, conn_engine):
     """Amounts travel to PostgreSQL as exact decimal text: long, tiny and huge figures, and balances
     that go negative, are stored and answered digit for digit as `quote` and the ledger work them out."""
     # Balances stay within 28 digits: the ledger's running balance is still worked out in the default
     # decimal context. The overdraft limit is longer; accounts answer it in full.
     grant = Decimal("123456789012.123456789")
     await create_account(client, admin, "acme", grant=grant, overdraft="99999999999999999999999")
-    model = f"{provider}/m"
-    await client.put("/catalog/models", json={"provider": provider, "name": "m", "type": "language"}, headers=admin)
+    model = f"{scratch}/m"
+    await client.put("/catalog/models", json={"provider": scratch, "name": "m", "type": "language"}, headers=admin)
     rates = {"input": "0.000000000123456789012345678", "output": "98765.4321", "cached_input": "0.3"}
     assert (await client.post("/catalog/prices", json={"model": model, **rates}, headers=admin)).status_code == 201
     margin = {"scope": "model", "target": model, "margin": "3.14159"}

@@ -20,12 +20,15 @@ litellm is only downloaded, never installed):
 
     python3 -m venv /tmp/catalog-venv
     /tmp/catalog-venv/bin/pip install genai-prices==0.2.3
-    /tmp/catalog-venv/bin/pip download --no-deps litellm==1.109.1 -d /tmp/x
+    /tmp/catalog-venv/bin/pip download --no-deps litellm==1.109.1 -d /tmp/litellm-wheel
     /tmp/catalog-venv/bin/python scripts/build_catalog.py \\
-        --litellm-wheel /tmp/x/litellm-1.109.1-*.whl
+        --litellm-wheel /tmp/litellm-wheel/litellm-1.109.1-*.whl --generated-at 2026-11-21
 
     # or with an already extracted JSON:
     #   --litellm-json PATH --litellm-version 1.109.1
+
+The bundled catalog is this command's output; the script is deterministic
+(the same inputs give the same file, byte for byte).
 
 Drop the version pins to pick up newer data. Options: ``--output`` (default
 app/catalog/default_catalog.json), ``--generated-at`` (default: today, UTC),
@@ -65,7 +68,30 @@ Rules applied (see also app/catalog/SOURCES.md):
 * Aliases are dated snapshots / "-latest" pointers of the same model at the
   same provider with the same price source. First-party providers get bare
   aliases ("gpt-4o-2024-08-06"); hosts/routers get provider-qualified
-  aliases ("azure/gpt-4o-2024-08-06"). Aliases must be globally unique.
+  aliases ("azure/gpt-4o-2024-08-06"). Aliases must be globally unique, also
+  ignoring case, and differ from the first-party models' names (the importer
+  adds those as aliases).
+* Match rules: every model carries "match", the genai-prices match clause of
+  the genai-prices model that prices it (serialised back to genai-prices' own
+  JSON: {"equals": s}, {"starts_with": s}, {"ends_with": s}, {"contains": s},
+  {"regex": r}, {"or": [...]}, {"and": [...]}), or null. When one
+  genai-prices model prices several models of a provider, one carries it: the
+  one named as the genai-prices model, else the shortest undated name the
+  clause matches. The service's resolver (app/catalog/resolve.py, whose
+  docstring has the rules) resolves dated snapshots and other spellings with
+  them.
+* Aliases from resolution: LiteLLM's Bedrock cross-region profile ids
+  ("us.anthropic....") and Vertex "@default" pointers are not models of their
+  own. Where LiteLLM prices one as the model the resolver reaches for it, and
+  only a fallback rule (not the data) reaches it, it becomes an alias of that
+  model ("bedrock/apac.anthropic.claude-opus-4-8"). One LiteLLM prices apart
+  is listed in the notes: the catalog has no model for it, and the resolver
+  still answers the base model.
+* Resolution check: every model resolves from its id, from its name with its
+  provider as the hint, and from each alias; every name a match clause lists
+  resolves to that clause's model; and no two clauses of one provider match
+  one known name (a name or alias, a listed name, a LiteLLM name): so
+  genai-prices' first-match-in-data-order never has to decide.
 
 The script validates the result and exits non-zero when a check fails.
 """
@@ -82,6 +108,7 @@ import zipfile
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
+from itertools import takewhile
 from pathlib import Path
 from typing import Any
 
@@ -300,8 +327,36 @@ def ordered_explicit_names(match: Any) -> list[str]:
     return []
 
 
+def same_tail(a: str, b: str) -> int:
+    """How many dot-separated parts two names end alike with (Bedrock: regional.anthropic.claude-...)."""
+    parts = zip(reversed(a.split(".")), reversed(b.split(".")), strict=False)
+    return sum(1 for _ in takewhile(lambda pair: pair[0] == pair[1], parts))
+
+
 def explicit_names(match: Any) -> set[str]:
     return set(ordered_explicit_names(match))
+
+
+CLAUSE_KEYS = {
+    "ClauseEquals": "equals",
+    "ClauseStartsWith": "starts_with",
+    "ClauseEndsWith": "ends_with",
+    "ClauseContains": "contains",
+    "ClauseRegex": "regex",
+}
+
+
+def clause_json(clause: Any) -> dict[str, Any]:
+    """A genai-prices match clause as the JSON its data is written in: {"starts_with": "x"}, {"or": [...]}."""
+    kind = type(clause).__name__
+    if kind in CLAUSE_KEYS:
+        key = CLAUSE_KEYS[kind]
+        return {key: getattr(clause, key)}
+    if kind == "ClauseOr":
+        return {"or": [clause_json(c) for c in clause.or_]}
+    if kind == "ClauseAnd":
+        return {"and": [clause_json(c) for c in clause.and_]}
+    raise SystemExit(f"unknown genai-prices match clause {clause!r}")
 
 
 # ---------------------------------------------------------------------------
@@ -537,6 +592,8 @@ class Builder:
         self.litellm = litellm
         self.source_date = source_date
         self.ll_by_id: dict[str, dict[str, Any]] = {}
+        # LiteLLM names that are another form of a catalog model (a Bedrock cross-region profile).
+        self.other_names: list[tuple[ProviderCfg, str, dict[str, Any]]] = []
         self.notes: Counter[str] = Counter()
         self.examples: dict[str, list[str]] = defaultdict(list)
 
@@ -561,10 +618,12 @@ class Builder:
             if not name or (("/" in name) and not cfg.allow_slash):
                 self.note("litellm: skipped regional/commitment variant", f"{cfg.id}: {key}")
                 continue
-            if cfg.id == "bedrock" and BEDROCK_GEO.match(name):
-                self.note("litellm: skipped bedrock cross-region profile", key)
-                continue
-            if cfg.id == "vertex" and name.endswith("@default"):
+            profile = cfg.id == "bedrock" and BEDROCK_GEO.match(name)
+            if profile or (cfg.id == "vertex" and name.endswith("@default")):
+                # Not models of their own; calls may still name them: see profile_aliases().
+                if e.get("mode") in INCLUDED_MODES:
+                    self.other_names.append((cfg, name, e))
+                self.note("litellm: skipped bedrock cross-region profile / vertex @default", key)
                 continue
             mode = e.get("mode")
             if mode not in INCLUDED_MODES:
@@ -675,6 +734,42 @@ class Builder:
                 continue
             out.append(rec)
         return out
+
+    def match_owners(self, cfg: ProviderCfg, records: list[Record]) -> dict[str, dict[str, Any]]:
+        """Record name -> the genai-prices match clause it carries.
+
+        Several records of a provider may be priced by one genai-prices model (a LiteLLM name and
+        a snapshot of it priced apart, say); its clause goes to one of them: the record named as
+        the genai-prices model, else a name the clause matches: the one that ends most like the
+        genai-prices id, then undated, then the shortest."""
+        groups: dict[int, list[Record]] = defaultdict(list)
+        for rec in records:
+            if rec.gp_model is not None:
+                groups[id(rec.gp_model)].append(rec)
+        owners: dict[str, dict[str, Any]] = {}
+        for group in groups.values():
+            g = group[0].gp_model
+
+            def rank(rec: Record, g: Any = g) -> tuple:
+                name, gid = rec.name.lower(), g.id.lower()
+                matched = g.is_match(name) or g.is_match(name.replace("@", "-"))
+                # Bedrock: "anthropic.claude-..." over "claude-..." for "regional.anthropic.claude-..."
+                return (
+                    name != gid,
+                    not matched,
+                    -same_tail(name, gid),
+                    split_snapshot(name) is not None,
+                    len(name),
+                    name,
+                )
+
+            owner = min(group, key=rank)
+            owners[owner.name] = clause_json(g.match)
+            if len(group) > 1:
+                self.note(
+                    "genai-prices match clause shared by several records: one carries it", f"{cfg.id}/{owner.name}"
+                )
+        return owners
 
     def unique_gp_name(self, cfg: ProviderCfg, g: Any) -> bool:
         names = Counter((m.name or "").lower() for m in self.gp[cfg.gp].models)
@@ -838,6 +933,105 @@ class Builder:
 
 
 # ---------------------------------------------------------------------------
+# Resolution: what usage events' model strings resolve to in this catalog
+# ---------------------------------------------------------------------------
+
+DATA_RULES = ("id", "alias", "name", "match")
+
+
+def resolve_module() -> Any:
+    """The service's resolver, app/catalog/resolve.py (standard library only)."""
+    if str(REPO_ROOT) not in sys.path:
+        sys.path.insert(0, str(REPO_ROOT))
+    from app.catalog import resolve
+
+    return resolve
+
+
+def resolver_for(models: list[dict[str, Any]], providers: list[dict[str, Any]]) -> Any:
+    resolve = resolve_module()
+    return resolve.Resolver(*resolve.catalog_entries({"models": models, "providers": providers}))
+
+
+def current_price(model: dict[str, Any], source_date: dt.date) -> dict[str, Any] | None:
+    current = [p for p in model["prices"] if p["effective_from"] <= source_date.isoformat()]
+    return {k: v for k, v in current[-1].items() if k not in ("effective_from", "source")} if current else None
+
+
+def profile_aliases(b: Builder, models: list[dict[str, Any]], providers: list[dict[str, Any]]) -> None:
+    """Aliases for the LiteLLM names that are another form of a catalog model priced alike (Bedrock
+    cross-region profiles such as us.anthropic..., Vertex @default pointers), where only a fallback
+    rule of the resolver reaches them: the alias makes the answer data. A name LiteLLM prices apart
+    from the model the resolver reaches is only noted: the catalog has no model for it."""
+    index = {m["id"]: m for m in models}
+    resolver = resolver_for(models, providers)
+    for cfg, name, entry in sorted(b.other_names, key=lambda x: (x[0].id, x[1])):
+        found = resolver.resolve(name, cfg.id)
+        if found is None:
+            b.note("resolution: LiteLLM name that resolves to no model", f"{cfg.id}: {name}")
+            continue
+        try:
+            listed = ll_price_entry(entry)
+        except Unpriced:
+            listed = None
+        target = index[found.model_id]
+        if listed != current_price(target, b.source_date):
+            b.note(
+                "resolution: LiteLLM name priced apart from the model it resolves to (no model for it)",
+                f"{cfg.id}: {name} -> {found.model_id}",
+            )
+            continue
+        if found.rule not in DATA_RULES:
+            alias = name if cfg.first_party else f"{cfg.id}/{name}"
+            target["aliases"] = sorted({*target["aliases"], alias})
+            b.note("resolution: alias added for a LiteLLM name only a fallback rule reached", f"{alias}")
+
+
+def check_resolution(b: Builder, models: list[dict[str, Any]], providers: list[dict[str, Any]]) -> list[str]:
+    """Every model resolves from its id, its name (with its provider as the hint) and its aliases;
+    every name a match clause lists resolves to that clause's model; and no two clauses of one
+    provider match one known name (genai-prices' first-match-in-data-order never has to decide)."""
+    compile_match = resolve_module().compile_match
+    resolver = resolver_for(models, providers)
+    errors: list[str] = []
+    probes: dict[str, set[str]] = defaultdict(set)
+    for m in models:
+        tries = [(m["id"], None), (m["name"], m["provider"])] + [(a, None) for a in m["aliases"]]
+        for text, hint in tries:
+            found = resolver.resolve(text, hint)
+            if found is None or found.model_id != m["id"]:
+                errors.append(f"{text!r} (hint {hint}) resolves to {found and found.model_id}, not {m['id']}")
+        probes[m["provider"]].add(m["name"].lower())
+        probes[m["provider"]].update(a.lower().removeprefix(f"{m['provider']}/") for a in m["aliases"])
+        for literal in ordered_equals(m["match"]):
+            probes[m["provider"]].add(literal.lower())
+            found = resolver.resolve(literal, m["provider"])
+            if found is None or (found.model_id != m["id"] and found.rule == "match"):
+                errors.append(f"{literal!r} listed by {m['id']}'s clause resolves to {found and found.model_id}")
+    for cfg in PROVIDERS:
+        for key, e in b.litellm.items():
+            if e.get("litellm_provider") in cfg.litellm and e.get("mode") in INCLUDED_MODES:
+                name = next((key[len(pre) :] for pre in cfg.prefixes if key.startswith(pre)), key)
+                probes[cfg.id].add(name.lower())
+    for provider, names in sorted(probes.items()):
+        clauses = [(m["id"], compile_match(m["match"])) for m in models if m["provider"] == provider and m["match"]]
+        for name in sorted(names):
+            matching = [model_id for model_id, matches in clauses if matches(name)]
+            if len(matching) > 1:
+                errors.append(f"{provider}: {name!r} matches the clauses of {', '.join(matching)}")
+    return errors
+
+
+def ordered_equals(clause: dict[str, Any] | None) -> list[str]:
+    if not clause:
+        return []
+    ((kind, arg),) = clause.items()
+    if kind == "equals":
+        return [arg]
+    return [n for c in arg for n in ordered_equals(c)] if kind == "or" else []
+
+
+# ---------------------------------------------------------------------------
 # Validation
 # ---------------------------------------------------------------------------
 
@@ -861,14 +1055,21 @@ def validate(catalog: dict[str, Any]) -> list[str]:
     aliases = Counter(a for m in models for a in m["aliases"])
     errors += [f"duplicate alias {a}" for a, n in aliases.items() if n > 1]
     errors += [f"alias {a} equals a model id" for a in aliases if a in ids]
-    first_party = {c.id for c in PROVIDERS if c.first_party}
+    # The resolver reads ids and aliases case-insensitively, and the importer adds the first-party
+    # models' names as aliases: none of these may collide.
+    folded = Counter(a.lower() for a in aliases) + Counter(i.lower() for i in ids)
+    errors += [
+        f"alias {a} collides with an alias or id differing only in case" for a in aliases if folded[a.lower()] > 1
+    ]
+    bare = {m["name"].lower() for m in models if m["provider"] in {c.id for c in PROVIDERS if c.first_party}}
+    errors += [f"alias {a} is a first-party model's name" for a in aliases if a.lower() in bare]
+    compile_match = resolve_module().compile_match
     for m in models:
-        for a in m["aliases"]:
-            if m["provider"] in first_party:
-                if "/" in a:
-                    errors.append(f"{m['id']}: first-party alias {a!r} should be bare")
-            elif not a.startswith(m["provider"] + "/"):
-                errors.append(f"{m['id']}: alias {a!r} of a non-first-party model must be provider-qualified")
+        try:
+            if m["match"] is not None:
+                compile_match(m["match"])
+        except ValueError as exc:
+            errors.append(f"{m['id']}: bad match clause: {exc}")
     index = {m["id"]: m for m in models}
     for req in REQUIRED_EMBEDDINGS:
         m = index.get(req)
@@ -969,8 +1170,10 @@ def main(argv: list[str] | None = None) -> int:
     b = Builder(gp_providers, gp_version, litellm, ll_version, source_date)
     models: list[dict[str, Any]] = []
     for cfg in PROVIDERS:
-        for rec in b.build_provider(cfg):
-            models.append(b.model_dict(cfg, rec))
+        records = b.build_provider(cfg)
+        clauses = b.match_owners(cfg, records)
+        for rec in records:
+            models.append(b.model_dict(cfg, rec) | {"match": clauses.get(rec.name)})
     models.sort(key=lambda m: m["id"])
     index = {m["id"]: m for m in models}
 
@@ -1015,17 +1218,21 @@ def main(argv: list[str] | None = None) -> int:
         if m["type"] == "embedding" and Decimal(p["input"]) > 10
     ]
 
+    providers = sorted(({"id": c.id, "name": c.name} for c in PROVIDERS), key=lambda p: p["id"])
+    profile_aliases(b, models, providers)
+
     catalog = {
         "generated_at": generated_at.isoformat(),
         "sources": [
             {"name": "genai-prices", "version": gp_version, "license": gp_license},
             {"name": "litellm model_prices_and_context_window.json", "version": ll_version, "license": ll_license},
         ],
-        "providers": sorted(({"id": c.id, "name": c.name} for c in PROVIDERS), key=lambda p: p["id"]),
+        "providers": providers,
         "models": models,
     }
 
     errors = validate(catalog)
+    errors += check_resolution(b, models, providers)
 
     counts = Counter((m["provider"], m["type"]) for m in models)
     print(f"{len(models)} models, {len({m['provider'] for m in models})} providers")

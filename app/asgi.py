@@ -35,9 +35,11 @@ from app.openapi import document, errors
 from app.reports.endpoints import ReportController
 from app.usage.coalescer import Coalescer
 from app.usage.endpoints import UsageController
+from app.usage.rating import Rater
 
 log = logging.getLogger("app")
 PUBLIC_PATHS = ["^/health$", "^/ready$", "^/metrics$", "^/schema"]
+POOL_CLOSE_SECONDS = 10
 
 
 @get("/health", exclude_from_auth=True, tags=["service"])
@@ -144,11 +146,14 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             state.catalog = CatalogStore(engine, settings.default_margin, settings.credits_per_usd)
             await state.catalog.refresh()
             state.coalescer = Coalescer(state.pool, clock)
+            state.rater = Rater(state.pool, state.catalog, clock)
+            state.catalog.listeners.append(state.rater.catalog_changed)
             background = [
                 state.catalog.watch(settings.database_url),
                 state.key_cache.watch(settings.database_url),
                 state.coalescer.run(),
                 sweep_expired_grants(state, settings.expiry_sweep_seconds),
+                state.rater.run(),
             ]
             if settings.sync_interval_seconds:
                 background.append(
@@ -158,7 +163,12 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
                 yield
         finally:
             if getattr(state, "pool", None) is not None:
-                await state.pool.close()
+                try:
+                    # A connection never given back must not keep the worker from stopping.
+                    await asyncio.wait_for(state.pool.close(), POOL_CLOSE_SECONDS)
+                except TimeoutError:
+                    log.warning("ledger pool not closed within %d s; terminating it", POOL_CLOSE_SECONDS)
+                    state.pool.terminate()
             await engine.dispose()
 
     api = Router(

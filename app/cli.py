@@ -237,8 +237,12 @@ def catalog() -> None:
     help="A catalog file in the bundled format.",
 )
 def catalog_import(path: Path) -> None:
-    """Import a catalog file; idempotent, and a changed price becomes a new version (history is kept)."""
-    report_import(run_command(lambda conn: import_default_catalog(conn, path)))
+    """Import a catalog file; idempotent, and a changed price becomes a new version (history is kept).
+    Unrated usage the catalog can now price is then rated."""
+    settings = load_settings()
+    with db.database_url(settings) as url:
+        report_import(in_transaction(url, lambda conn: import_default_catalog(conn, path)))
+        report_rating(*rate_waiting(url, settings))
 
 
 @catalog.command("sync")
@@ -285,6 +289,9 @@ def catalog_sync(names: tuple[str, ...], dry_run: bool, curated: bool, litellm_f
             )
 
         result = in_transaction(url, work, begin=False)
+    if not dry_run:
+        with db.database_url(settings) as url:
+            report_rating(*rate_waiting(url, settings), quiet=as_json)
     if as_json:
         print_json(result)
     for source in result.results:
@@ -314,6 +321,55 @@ def describe_change(change: SyncChange) -> str:
     if change.change == "updated":
         return f"updated  {change.id}: {', '.join(change.fields)}"
     return f"deprecated {change.id} from {change.deprecation_date}"
+
+
+def rate_waiting(url: str, settings: Settings) -> tuple[Any, list]:
+    """Rate what the catalog can now price; (the result, what still waits by model string)."""
+    from app.catalog import repository as catalog_repository
+    from app.catalog.service import build_catalog
+    from app.usage import rating
+    from app.usage import repository as usage_repository
+
+    async def run():
+        engine = db.create_engine(url, pool_size=1)
+        pool = await db.create_pool(url, 2)
+        try:
+            await db.check_schema(engine)
+            async with engine.connect() as conn:
+                await conn.execution_options(isolation_level="REPEATABLE READ")
+                data = await catalog_repository.load_all(conn)
+            catalog = build_catalog(data, settings.default_margin, settings.credits_per_usd)
+            result = await rating.rate(pool, catalog, lambda: datetime.now(UTC))
+            async with pool.acquire() as conn:
+                waiting = await usage_repository.unrated_summary(conn)
+            return result, waiting
+        finally:
+            await pool.close()
+            await engine.dispose()
+
+    try:
+        return asyncio.run(run())
+    except db.SchemaOutdated as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def report_rating(result: Any, waiting: list, *, quiet: bool = False, listing: bool = False) -> None:
+    if quiet or (not result.rated and not result.waiting and not listing):
+        return
+    click.echo(f"Rated {result.rated} waiting usage events; {result.waiting} still wait unrated.")
+    if listing:
+        for row in waiting:
+            hint = f" (provider {row['provider']})" if row["provider"] else ""
+            click.echo(f"  {row['events']:>8} {row['reported_model']}{hint}: {row['reason']}")
+
+
+@main.command()
+def rate() -> None:
+    """Charge unrated usage the catalog can now price (at the price in effect when it occurred), and
+    list what still waits, by model string and provider."""
+    settings = load_settings()
+    with db.database_url(settings) as url:
+        report_rating(*rate_waiting(url, settings), listing=True)
 
 
 @main.command()

@@ -33,6 +33,7 @@ LATENCY = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 EVENTS = Counter("billing_usage_events_total", "Usage events by outcome", ["outcome"])
+RATED = Counter("billing_unrated_events_rated_total", "Unrated usage events charged once the catalog could price them")
 BATCH_SIZE = Histogram(
     "billing_coalesced_batch_size",
     "Events per group-commit transaction",

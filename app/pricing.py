@@ -27,7 +27,7 @@ class ModelUnpriced(AppError):
     code = "model_unpriced"
 
 
-RATE_KINDS = ("input", "output", "cached_input", "cache_write")
+RATE_KINDS = ("input", "output", "cached_input", "cache_write", "cache_write_1h")
 
 
 def _check_decimal(name: str, value: object, *, positive: bool = False) -> None:
@@ -50,6 +50,7 @@ class Tier:
     output: Decimal | None = None
     cached_input: Decimal | None = None
     cache_write: Decimal | None = None
+    cache_write_1h: Decimal | None = None
 
     def __post_init__(self) -> None:
         threshold = self.above_input_tokens
@@ -66,6 +67,9 @@ class Rates:
     cache_write: Decimal | None = None
     per_request: Decimal = Decimal(0)
     tiers: tuple[Tier, ...] = ()
+    # 1-hour cache writes; `cache_write` is the 5-minute rate. Unknown means such writes are unpriced
+    # (they cost more than 5-minute ones, so no other rate stands in for it).
+    cache_write_1h: Decimal | None = None
 
     def __post_init__(self) -> None:
         _check_rates(self)
@@ -84,11 +88,12 @@ class Usage:
     cached_input_tokens: int = 0
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0
+    cache_write_1h_tokens: int = 0  # part of cache_write_tokens
 
 
 @dataclass(frozen=True, slots=True)
 class Line:
-    kind: str  # input | cached_input | cache_write | output | request
+    kind: str  # input | cached_input | cache_write | cache_write_1h | output | request
     tokens: int | None  # None for the request fee, whose rates are per request rather than per 1M
     rate_usd_per_1m: Decimal
     rate_credits_per_1m: Decimal
@@ -119,7 +124,10 @@ def credit_rate(usd_per_1m: Decimal, margin: Decimal, credits_per_usd: Decimal) 
         return usd_per_1m * margin * credits_per_usd
 
 
-USAGE_FIELDS = ("input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens")
+USAGE_FIELDS = (
+    "input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens",
+    "cache_write_1h_tokens",
+)  # fmt: skip
 
 
 def validate_usage(usage: Usage, *, embedding: bool) -> None:
@@ -139,6 +147,8 @@ def validate_usage(usage: Usage, *, embedding: bool) -> None:
         )
     if usage.reasoning_tokens > usage.output_tokens:
         raise InvalidRequest("`reasoning_tokens` exceeds `output_tokens`", param="reasoning_tokens")
+    if usage.cache_write_1h_tokens > usage.cache_write_tokens:
+        raise InvalidRequest("`cache_write_1h_tokens` exceeds `cache_write_tokens`", param="cache_write_1h_tokens")
 
 
 def quote(
@@ -166,12 +176,17 @@ def quote(
                 return value
         return fallback
 
-    # A missing cache rate falls back to the input rate in force, so above a tier that is the tier's.
+    # A missing cache rate falls back to the input rate in force, so above a tier that is the tier's;
+    # 1-hour writes have no stand-in (see Rates).
     input_rate = rate("input")
+    write_1h_rate = rate("cache_write_1h")
+    if usage.cache_write_1h_tokens and write_1h_rate is None:
+        raise ModelUnpriced(f"Model '{model_id}' has no known price for 1-hour cache writes", param="model")
     components = (
         ("input", usage.input_tokens - usage.cached_input_tokens - usage.cache_write_tokens, input_rate),
         ("cached_input", usage.cached_input_tokens, rate("cached_input", input_rate)),
-        ("cache_write", usage.cache_write_tokens, rate("cache_write", input_rate)),
+        ("cache_write", usage.cache_write_tokens - usage.cache_write_1h_tokens, rate("cache_write", input_rate)),
+        ("cache_write_1h", usage.cache_write_1h_tokens, write_1h_rate),
         ("output", usage.output_tokens, rate("output")),
     )
     with localcontext(_EXACT):
@@ -278,6 +293,7 @@ class Tariff:
 
             input_rate = rate("input")
             output_rate = rate("output")
+            write_1h_rate = rate("cache_write_1h")
             compiled.append(
                 (
                     -1 if threshold is None else threshold,
@@ -285,6 +301,7 @@ class Tariff:
                     _scaled(rate("cached_input", input_rate), places),
                     _scaled(rate("cache_write", input_rate), places),
                     0 if output_rate is None else _scaled(output_rate, places),  # embeddings: 0 tokens
+                    None if write_1h_rate is None else _scaled(write_1h_rate, places),  # None: `quote` refuses
                 )
             )
         # Highest threshold first: the first one crossed is the tier `quote` picks.
@@ -301,17 +318,23 @@ class Tariff:
         if self.compiled is not None:
             tokens = usage.input_tokens
             band = next(band for band in self.compiled if tokens > band[0])
-            _, input_rate, cached_rate, write_rate, output_rate = band
-            cached, written = usage.cached_input_tokens, usage.cache_write_tokens
+            _, input_rate, cached_rate, write_rate, output_rate, write_1h_rate = band
+            cached, written, written_1h = (
+                usage.cached_input_tokens,
+                usage.cache_write_tokens,
+                usage.cache_write_1h_tokens,
+            )
             numerator = (
                 (tokens - cached - written) * input_rate
                 + cached * cached_rate
-                + written * write_rate
+                + (written - written_1h) * write_rate
                 + usage.output_tokens * output_rate
                 + self.fee
             )
-            credits = numerator * self.credit_mul
-            if credits < _SAFE:
+            if written_1h:
+                numerator = None if write_1h_rate is None else numerator + written_1h * write_1h_rate
+            credits = None if numerator is None else numerator * self.credit_mul
+            if credits is not None and credits < _SAFE:
                 usd = _half_even(numerator * NANO, self.usd_den)
                 credits = _half_even(credits * NANO, self.credit_den)
                 return _ROUND.scaleb(Decimal(usd), -9), _ROUND.scaleb(Decimal(credits), -9)

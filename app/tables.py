@@ -100,6 +100,9 @@ models = Table(
     Column("supports_audio_input", Boolean),
     Column("created", Date),
     Column("deprecation_date", Date),
+    # The data's match clause (genai-prices' JSON form: equals, starts_with, ..., or, and), which
+    # resolves the dated snapshots of the model (app/catalog/resolve.py).
+    Column("match", JSONB),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     CheckConstraint("type IN ('language', 'embedding')", name="type"),
     CheckConstraint("id = provider || '/' || name", name="id_is_provider_name"),
@@ -110,8 +113,16 @@ model_aliases = Table(
     "model_aliases",
     metadata,
     Column("alias", Text, primary_key=True),
+    # The provider whose calls the alias names ('' = any): an Azure deployment name means a model
+    # only when Azure served the call.
+    Column("provider", Text, primary_key=True, server_default=""),
     Column("model_id", Text, ForeignKey("models.id", ondelete="CASCADE"), nullable=False),
+    # catalog (from an import) or operator (POST /catalog/aliases): imports never touch an operator's.
+    Column("source", Text, nullable=False, server_default="catalog"),
+    CheckConstraint("source IN ('catalog', 'operator')", name="source"),
     Index(None, "model_id"),
+    # Names resolve case-insensitively, so two aliases may not differ only in case.
+    Index("uq_model_aliases_lower_alias", text("lower(alias)"), "provider", unique=True),
 )
 
 prices = Table(
@@ -126,13 +137,16 @@ prices = Table(
     Column("cached_input", Rate),
     Column("cache_write", Rate),
     Column("per_request", Rate, nullable=False, server_default="0"),
+    # 1-hour cache writes; cache_write is the 5-minute rate.
+    Column("cache_write_1h", Rate),
     # [{"above_input_tokens": int, "input": "decimal string" | null, ...}]: the cliff tiers.
     Column("tiers", JSONB, nullable=False, server_default="[]"),
     Column("source", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     UniqueConstraint("model_id", "effective_from"),
     CheckConstraint(
-        "input >= 0 AND output >= 0 AND cached_input >= 0 AND cache_write >= 0 AND per_request >= 0",
+        "input >= 0 AND output >= 0 AND cached_input >= 0 AND cache_write >= 0 AND per_request >= 0"
+        " AND cache_write_1h >= 0",
         name="non_negative",
     ),
 )
@@ -211,6 +225,16 @@ usage_events = Table(
     Column("metadata", JSONB),
     # Past the overdraft limit: still recorded (the usage happened), and flagged.
     Column("overdrawn", Boolean, nullable=False),
+    # What the client reported: the model string when it is not `model_id`, the provider that served
+    # the call, and the provider's usage object with its format (so any charge can be explained).
+    Column("reported_model", Text),
+    Column("provider", Text),
+    Column("usage", JSONB),
+    Column("usage_format", Text),
+    # Part of cache_write_tokens.
+    Column("cache_write_1h_tokens", Tokens, nullable=False, server_default="0"),
+    # When the event was first recorded unrated, if it was; recorded_at is when it was charged.
+    Column("unrated_since", DateTime(timezone=True)),
     UniqueConstraint("account_id", "event_id"),
     Index(None, "account_id", "occurred_at"),
     Index(None, "occurred_at"),
@@ -271,6 +295,37 @@ authorizations = Table(
     Column("settled_amount", Money),
     CheckConstraint("amount >= 0", name="amount"),
     Index("ix_authorizations_open", "account_id", postgresql_where=text("settled_at IS NULL AND released_at IS NULL")),
+)
+
+
+unrated_usage = Table(
+    "unrated_usage",
+    metadata,
+    # Usage the catalog could not price when it was reported: stored, never charged, and moved into
+    # usage_events (with its ledger entry) by the rating that prices it (app/usage/rating.py). Ids
+    # come from usage_events' sequence, so one listing of both pages by (occurred_at, id).
+    Column("account_id", Text, ForeignKey("accounts.id"), primary_key=True),
+    Column("id", BigInteger, primary_key=True, server_default=text("nextval('usage_events_id_seq')")),
+    Column("event_id", Text, nullable=False),
+    Column("reported_model", Text, nullable=False),
+    Column("provider", Text),
+    # model_not_found, or model_unpriced: the model is known, its price for this usage is not.
+    Column("reason", Text, nullable=False),
+    Column("model_id", Text),
+    Column("input_tokens", Tokens, nullable=False),
+    Column("output_tokens", Tokens, nullable=False),
+    Column("cached_input_tokens", Tokens, nullable=False),
+    Column("cache_write_tokens", Tokens, nullable=False),
+    Column("reasoning_tokens", Tokens, nullable=False),
+    Column("cache_write_1h_tokens", Tokens, nullable=False, server_default="0"),
+    Column("usage", JSONB),
+    Column("usage_format", Text),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    Column("metadata", JSONB),
+    UniqueConstraint("account_id", "event_id"),
+    CheckConstraint("reason IN ('model_not_found', 'model_unpriced')", name="reason"),
+    Index("ix_unrated_usage_occurred_at", "occurred_at", "id"),
 )
 
 

@@ -29,14 +29,22 @@ from app.config import Settings
 from app.usage import service
 from app.usage.schemas import UsageIn
 
-# The models the wrk script (bench/lua/usage.lua) reports usage for, in the same order.
+# The model strings the wrk script (bench/lua/usage.lua) reports usage for, in the same order, and the
+# usage objects every other event carries instead of token fields.
 MODELS = (
-    "openai/gpt-4o",
+    "gpt-4o-2024-08-06",
     "openai/gpt-4o-mini",
-    "anthropic/claude-sonnet-4-5",
-    "google/gemini-2.5-flash",
+    "claude-sonnet-4-5-20250929",
+    "models/gemini-2.5-flash",
     "deepseek/deepseek-chat",
 )
+USAGES = (
+    lambda i, o: {"prompt_tokens": i, "completion_tokens": o, "prompt_tokens_details": {"cached_tokens": 0}},
+    lambda i, o: {"prompt_tokens": i, "completion_tokens": o},
+    lambda i, o: {"input_tokens": i, "output_tokens": o, "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0},  # noqa: E501
+    lambda i, o: {"promptTokenCount": i, "candidatesTokenCount": o, "totalTokenCount": 0},
+    lambda i, o: {"prompt_tokens": i, "completion_tokens": o},
+)  # fmt: skip
 WARM_UP = 0.5
 
 
@@ -59,13 +67,12 @@ class Driver:
             await engine.dispose()
 
     def event(self, event_id: str, account_id: str, n: int, now: datetime) -> service.Prepared:
-        usage = UsageIn(
-            event_id=event_id,
-            account_id=account_id,
-            model=MODELS[n % len(MODELS)],
-            input_tokens=200 + n % 3000,
-            output_tokens=20 + n % 700,
-        )
+        index, input_tokens, output_tokens = n % len(MODELS), 200 + n % 3000, 20 + n % 700
+        if n % 2 == 0:
+            tokens = {"input_tokens": input_tokens, "output_tokens": output_tokens}
+        else:
+            tokens = {"usage": USAGES[index](input_tokens, output_tokens)}
+        usage = UsageIn(event_id=event_id, account_id=account_id, model=MODELS[index], **tokens)
         return service.prepare(usage, self.principal, self.catalog, now)
 
     async def run(self, cmd: dict) -> dict:

@@ -60,8 +60,10 @@ Rules applied (see also app/catalog/SOURCES.md):
   Ollama (local) models, which get explicit 0 prices. LiteLLM entries whose
   token prices are all 0.0 (free previews or placeholders) count as unknown.
 * Time-of-day prices (DeepSeek) cannot be expressed: the price that applies
-  for the larger part of the day is used. Service-tier/batch variants,
-  1h cache writes, audio/image/search prices are not represented.
+  for the larger part of the day is used. Service-tier/batch variants and
+  audio/image/search prices are not represented; 1-hour cache writes are
+  (``cache_write_1h``: genai-prices' ``cache_write_1h_mtok``, LiteLLM's
+  ``cache_creation_input_token_cost_above_1hr``).
 * Capabilities come from LiteLLM ``supports_*`` flags (absent flag = false,
   as LiteLLM reads it); without a LiteLLM entry they are null, except
   prompt_caching, which is true whenever a cached-input price exists.
@@ -458,6 +460,7 @@ GP_FIELDS = {
     "output_mtok": "output",
     "cache_read_mtok": "cached_input",
     "cache_write_mtok": "cache_write",
+    "cache_write_1h_mtok": "cache_write_1h",
 }
 
 
@@ -480,6 +483,7 @@ def gp_price_entry(mp: Any, tiered_cls: Any) -> dict[str, Any] | None:
         "output": dec_str(base(values.get("output_mtok", Decimal(0)))),
         "cached_input": dec_str(base(values["cache_read_mtok"])) if "cache_read_mtok" in values else None,
         "cache_write": dec_str(base(values["cache_write_mtok"])) if "cache_write_mtok" in values else None,
+        "cache_write_1h": dec_str(base(values["cache_write_1h_mtok"])) if "cache_write_1h_mtok" in values else None,
         "per_request": dec_str(values["requests_kcount"] / 1000) if "requests_kcount" in values else "0",
         "tiers": [],
     }
@@ -503,14 +507,15 @@ def gp_price_entry(mp: Any, tiered_cls: Any) -> dict[str, Any] | None:
 
 
 LL_TIER_KEY = re.compile(
-    r"^(input_cost_per_token|output_cost_per_token|cache_read_input_token_cost|cache_creation_input_token_cost)"
-    r"_above_(\d+)k_tokens$"
+    r"^(input_cost_per_token|output_cost_per_token|cache_read_input_token_cost|cache_creation_input_token_cost"
+    r"|cache_creation_input_token_cost_above_1hr)_above_(\d+)k_tokens$"
 )
 LL_FIELDS = {
     "input_cost_per_token": "input",
     "output_cost_per_token": "output",
     "cache_read_input_token_cost": "cached_input",
     "cache_creation_input_token_cost": "cache_write",
+    "cache_creation_input_token_cost_above_1hr": "cache_write_1h",
 }
 
 
@@ -530,6 +535,7 @@ def ll_price_entry(e: dict[str, Any]) -> dict[str, Any] | None:
         "output": dec_str(base.get("output", Decimal(0))),
         "cached_input": dec_str(base["cached_input"]) if "cached_input" in base else None,
         "cache_write": dec_str(base["cache_write"]) if "cache_write" in base else None,
+        "cache_write_1h": dec_str(base["cache_write_1h"]) if "cache_write_1h" in base else None,
         "per_request": dec_str(Decimal(e["input_cost_per_request"]))
         if e.get("input_cost_per_request") is not None
         else "0",
@@ -546,7 +552,7 @@ def ll_price_entry(e: dict[str, Any]) -> dict[str, Any] | None:
         start = int(m.group(2)) * 1000
         tier = tiers.setdefault(
             start,
-            {"above_input_tokens": start, "input": None, "output": None, "cached_input": None, "cache_write": None},
+            {"above_input_tokens": start} | dict.fromkeys(LL_FIELDS.values()),
         )
         v = per_token_to_mtok(value)
         if fld not in base or v != base[fld]:
@@ -555,7 +561,15 @@ def ll_price_entry(e: dict[str, Any]) -> dict[str, Any] | None:
     return entry
 
 
-ZERO_ENTRY = {"input": "0", "output": "0", "cached_input": None, "cache_write": None, "per_request": "0", "tiers": []}
+ZERO_ENTRY = {
+    "input": "0",
+    "output": "0",
+    "cached_input": None,
+    "cache_write": None,
+    "cache_write_1h": None,
+    "per_request": "0",
+    "tiers": [],
+}
 
 
 # ---------------------------------------------------------------------------
@@ -1099,9 +1113,10 @@ def validate(catalog: dict[str, Any]) -> list[str]:
         for p in m["prices"]:
             if not p.get("source") or not p.get("effective_from"):
                 errors.append(f"{mid}: price without source/date")
-            vals = [p["input"], p["output"], p["cached_input"], p["cache_write"], p["per_request"]]
+            vals = [p["input"], p["output"], p["cached_input"], p["cache_write"], p.get("cache_write_1h")]
+            vals.append(p["per_request"])
             for t in p["tiers"]:
-                vals += [t["input"], t["output"], t["cached_input"], t["cache_write"]]
+                vals += [t["input"], t["output"], t["cached_input"], t["cache_write"], t.get("cache_write_1h")]
             for v in vals:
                 if v is None:
                     continue

@@ -619,6 +619,7 @@ async def test_litellm_file(tmp_path, upstream):
         "output": "10",
         "cached_input": "1.25",
         "cache_write": None,
+        "cache_write_1h": None,
         "per_request": "0",
         "tiers": [],
         "source": "litellm model_prices_and_context_window.json",
@@ -631,6 +632,7 @@ async def test_litellm_file(tmp_path, upstream):
     assert gemini["deprecation_date"] == "2025-09-24"
     assert gemini["prices"][0]["tiers"] == [
         {"above_input_tokens": 128000, "input": "2.5", "output": "10", "cached_input": None, "cache_write": None}
+        | {"cache_write_1h": None}
     ]
     assert models["p/gemini-exp-1206"]["prices"] == []  # all zero: LiteLLM's "unknown"
     assert models["local/llama3"]["prices"][0]["input"] == "0"  # a local model is free

@@ -308,6 +308,7 @@ async def test_litellm_file_sync(engine, upstream, fresh, tmp_path):
     (gemini,) = await prices_of(engine, f"{provider}/gemini-1.5-pro")
     assert gemini["tiers"] == [
         {"above_input_tokens": 128000, "input": "2.5", "output": "10", "cached_input": None, "cache_write": None}
+        | {"cache_write_1h": None}
     ]
     models = await models_of(engine, provider)
     assert str(models[f"{provider}/gemini-1.5-pro"]["deprecation_date"]) == "2025-09-24"

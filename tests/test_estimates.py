@@ -85,7 +85,7 @@ async def test_estimate_equals_the_charge(client, admin, catalog_key, finance, c
         assert quoted["credits"] == credits, call
         assert quoted["tier"] == tier, call
         model = await client.get(f"/models/{call['model']}", headers=admin)
-        assert quoted["model"] == model.json()["id"]
+        assert quoted["model"] == model.json().get("root", model.json()["id"])
         assert quoted["price_version"] == model.json()["pricing"]["price_version"]
         assert datetime.fromisoformat(quoted["effective_from"]) == datetime.fromisoformat(
             model.json()["pricing"]["effective_from"]

@@ -55,6 +55,35 @@ def test_anthropic_cache_write_and_read():
     ]
 
 
+def test_one_hour_cache_writes_at_their_own_rate():
+    # Claude Sonnet 4: input 3, cache read 0.30, 5-minute write 3.75, 1-hour write 6, output 15 USD per 1M.
+    # 10000 input = 5000 uncached + 2000 read + 3000 written (1000 of them for an hour); 500 output:
+    # 5000x3 + 2000x0.30 + 2000x3.75 + 1000x6 + 500x15 = 15000 + 600 + 7500 + 6000 + 7500 = 36600
+    # -> 0.0366 USD; x 140 = 5.124 credits
+    rates = Rates(input=D(3), cached_input=D("0.30"), cache_write=D("3.75"), output=D(15), cache_write_1h=D(6))
+    usage = Usage(10_000, 500, cached_input_tokens=2_000, cache_write_tokens=3_000, cache_write_1h_tokens=1_000)
+    q = price(rates, usage)
+    assert (q.upstream_usd, q.credits) == (D("0.0366"), D("5.124"))
+    assert [(line.kind, line.tokens) for line in q.lines] == [
+        ("input", 5000),
+        ("cached_input", 2000),
+        ("cache_write", 2000),
+        ("cache_write_1h", 1000),
+        ("output", 500),
+    ]
+
+
+def test_one_hour_cache_writes_without_their_rate_are_unpriced():
+    # A 1-hour write costs more than a 5-minute one; no other rate stands in for it.
+    usage = Usage(10_000, 500, cache_write_tokens=3_000, cache_write_1h_tokens=1_000)
+    with pytest.raises(ModelUnpriced, match="1-hour cache writes"):
+        price(SONNET, usage)
+    # The same writes, all for 5 minutes: 7000x3 + 3000x3.75 + 500x15 = 21000 + 11250 + 7500 -> 0.03975 USD
+    assert price(SONNET, Usage(10_000, 500, cache_write_tokens=3_000)).upstream_usd == D("0.03975")
+    with pytest.raises(InvalidRequest, match="cache_write_1h_tokens"):
+        price(SONNET, Usage(10_000, 500, cache_write_tokens=1_000, cache_write_1h_tokens=1_001))
+
+
 def test_missing_cache_rates_bill_at_input_rate():
     # 1000 x 3 for each of uncached, cached and cache write + 0 output = 9000 -> 0.009 USD
     q = price(Rates(input=D(3), output=D(15)), Usage(3000, cached_input_tokens=1000, cache_write_tokens=1000))

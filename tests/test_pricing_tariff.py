@@ -50,6 +50,7 @@ tiers = st.lists(
         maybe(decimals()),
         maybe(decimals()),
         maybe(decimals()),
+        maybe(decimals()),
     ),
     max_size=3,
     unique_by=lambda tier: tier.above_input_tokens,
@@ -63,6 +64,7 @@ rates = st.builds(
     maybe(decimals()),
     st.one_of(st.just(D(0)), decimals(6, 9)),
     tiers,
+    maybe(decimals()),
 )
 
 margins = st.one_of(st.sampled_from([D("1.4"), D("1"), D("1.40"), D("2.5")]), decimals(6, 6, positive=True))
@@ -82,10 +84,11 @@ def usages(draw: st.DrawFn, *, valid: bool = True) -> Usage:
         cached = draw(st.integers(0, input_tokens))
         written = draw(st.integers(0, input_tokens - cached))
         reasoning = draw(st.integers(0, output_tokens))
+        written_1h = draw(st.one_of(st.just(0), st.integers(0, written)))
     else:
-        cached, written, reasoning = (draw(st.integers(-2, high)) for _ in range(3))
+        cached, written, reasoning, written_1h = (draw(st.integers(-2, high)) for _ in range(4))
         input_tokens = draw(st.one_of(st.just(input_tokens), st.integers(-2, MAX_TOKENS + 2)))
-    return Usage(input_tokens, output_tokens, cached, written, reasoning)
+    return Usage(input_tokens, output_tokens, cached, written, reasoning, written_1h)
 
 
 def outcome(function, *args, **kwargs):
@@ -161,11 +164,18 @@ def row(**fields):
 def test_catalog_charge_uses_the_version_and_margin_in_effect():
     """Catalog.charge prices with the price version and margin of the event's time, like Catalog.quote."""
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
-    base = {"cached_input": None, "cache_write": None, "per_request": D(0), "tiers": [], "source": "test"}
+    base = {
+        "cached_input": None,
+        "cache_write": None,
+        "cache_write_1h": None,
+        "per_request": D(0),
+        "tiers": [],
+        "source": "test",
+    }
     data = {
         "version": [row(version=1)],
         "providers": [row(id="openai", name="OpenAI", enabled=True)],
-        "models": [row(id="openai/x", name="x", type="language", provider="openai")],
+        "models": [row(id="openai/x", name="x", type="language", provider="openai", match=None)],
         "aliases": [],
         "prices": [
             row(id=1, model_id="openai/x", effective_from=t0, input=D("2.5"), output=D(10), **base),

@@ -195,6 +195,10 @@ ROUTES: dict[tuple[str, str], Probe | tuple[Probe, ...]] = {
     ("GET", "/models"): Probe(CATALOG, get("/models", provider="openai")),
     ("GET", "/models/{model_id:path}"): Probe(CATALOG, get(f"/models/{MODEL}")),
     ("GET", "/models/providers"): Probe(CATALOG, get("/models/providers")),
+    ("GET", "/models/resolve"): Probe(CATALOG, get("/models/resolve", model="gpt-4o-2024-08-06")),
+    ("GET", "/catalog/aliases"): Probe(CATALOG, get("/catalog/aliases", model=MODEL)),
+    ("POST", "/catalog/aliases"): Probe(ADMIN, body("/catalog/aliases", {"alias": "evil-alias", "model": MODEL})),
+    ("DELETE", "/catalog/aliases/{alias:path}"): Probe(ADMIN, lambda w: ("/catalog/aliases/evil-alias", {})),
     ("GET", "/models/embedding"): Probe(CATALOG, get("/models/embedding")),
     ("GET", "/models/embedding/{model_id:path}"): Probe(
         CATALOG, get("/models/embedding/openai/text-embedding-3-small")

@@ -201,9 +201,11 @@ async def test_token_counts_are_integers_on_both_endpoints(client, admin, financ
 # Validation: a 4xx with the error shape, and nothing recorded
 
 
+NO_TOKENS = {"input_tokens": None, "output_tokens": None, "cached_input_tokens": None}
 INVALID = [
     # (changed fields, status, code, the field the error names)
-    ({"model": "nobody/no-such-model"}, 404, "model_not_found", "model"),
+    # Usage of an unknown model is kept unrated (tests/test_unrated.py), unless it settles a hold, which was priced.
+    ({"model": "nobody/no-such-model", "authorization_id": "auth_x"}, 404, "model_not_found", "model"),
     ({"cached_input_tokens": 2007}, 400, "validation_error", "cached_input_tokens"),
     ({"cache_write_tokens": 100}, 400, "validation_error", "cache_write_tokens"),
     ({"output_tokens": 10, "reasoning_tokens": 11}, 400, "validation_error", "reasoning_tokens"),
@@ -227,6 +229,17 @@ INVALID = [
     ({"event_id": ""}, 400, "validation_error", "event_id"),
     ({"event_id": "x" * 201}, 400, "validation_error", "event_id"),
     ({"event_id": None}, 400, "validation_error", "event_id"),
+    # Token fields or the provider's usage object, not both; the object is checked field by field.
+    ({"usage": {"prompt_tokens": 2006, "completion_tokens": 300}}, 400, "validation_error", "input_tokens"),
+    ({**NO_TOKENS, "usage": {"prompt_tokens": "2006"}}, 400, "validation_error", "usage.prompt_tokens"),
+    ({**NO_TOKENS, "usage": {"prompt_tokens": 2006.0}}, 400, "validation_error", "usage.prompt_tokens"),
+    ({**NO_TOKENS, "usage": {"prompt_tokens": 1, "prompt_tokens_details": []}}, 400, "validation_error", "usage"),
+    ({**NO_TOKENS, "usage": {"input_tokens": 5}, "usage_format": "cobol"}, 400, "validation_error", "usage_format"),
+    ({**NO_TOKENS, "usage": {"tokens": 5}}, 400, "validation_error", "usage"),
+    ({**NO_TOKENS, "usage": ["prompt_tokens"]}, 400, "validation_error", "usage"),
+    ({**NO_TOKENS, "usage": {"prompt_tokens": 1, "padding": "x" * 9000}}, 400, "validation_error", "usage"),
+    ({"usage_format": "openai"}, 400, "validation_error", "usage_format"),
+    ({"provider": ""}, 400, "validation_error", "provider"),
 ]
 
 
@@ -253,17 +266,22 @@ async def test_occurred_at_in_the_future(client, admin, finance, clock, acme):
     assert datetime.fromisoformat(response.json()["occurred_at"]) == skewed
 
 
-async def test_unpriced_model_is_rejected(client, admin, finance, acme, scratch):
+async def test_unpriced_model_waits_unrated(client, admin, finance, acme, scratch):
+    """Never priced at 0 and never refused: usage of a model without a price is kept, uncharged."""
     created = await client.put(
         "/catalog/models", json={"provider": scratch, "name": "m", "type": "language"}, headers=admin
     )
     assert created.status_code == 200 and created.json()["priced"] is False
-    error = assert_error(await post(client, finance, event("u", model=f"{scratch}/m")), 422, "model_unpriced")
-    assert error["param"] == "model" and f"{scratch}/m" in error["message"]
-    # A price known for input only is still no price for a language model.
+    response = await post(client, finance, event("u", model=f"{scratch}/m"))
+    assert response.status_code == 202, response.text
+    body = response.json()
+    assert (body["status"], body["unrated_reason"], body["model"]) == ("unrated", "model_unpriced", f"{scratch}/m")
+    assert body["cost"] is body["balance_after"] is body["price_version"] is None
+    # A price known for input only is still no price for a language model: a retry finds it still waiting.
     await client.post("/catalog/prices", json={"model": f"{scratch}/m", "input": "1"}, headers=admin)
-    assert_error(await post(client, finance, event("u", model=f"{scratch}/m")), 422, "model_unpriced")
-    assert await events(client, admin) == []
+    retry = await post(client, finance, event("u", model=f"{scratch}/m"))
+    assert retry.status_code == 200 and retry.json()["status"] == "unrated" and retry.json()["replay"] is True
+    assert [e["status"] for e in await events(client, admin)] == ["unrated"]
     assert await balance(client, admin) == GRANT
 
 
@@ -611,7 +629,7 @@ async def test_batch_mixing_created_invalid_and_duplicates(client, admin, financ
     batch = [
         event("b1"),  # 0 created
         event("bad-field", input_tokens="many"),  # 1 invalid type
-        event("unknown-model", model="nobody/nothing"),  # 2 unknown model
+        event("unknown-model", model="nobody/nothing"),  # 2 unknown model: kept unrated
         event("subset", cached_input_tokens=3000),  # 3 subset larger than total
         event("stored"),  # 4 duplicate of a stored event
         event("stored", output_tokens=1),  # 5 stored event id, another payload
@@ -630,16 +648,17 @@ async def test_batch_mixing_created_invalid_and_duplicates(client, admin, financ
     results = body["results"]
     assert [r["index"] for r in results] == list(range(len(batch)))
     assert [r["status"] for r in results] == [
-        "created", "error", "error", "error", "duplicate", "error", "created", "duplicate", "error", "error",
+        "created", "error", "unrated", "error", "duplicate", "error", "created", "duplicate", "error", "error",
         "error", "error",
     ]  # fmt: skip
     assert [r.get("event_id") for r in results[:10]] == [b["event_id"] for b in batch[:10]]
-    assert (body["created"], body["duplicates"], body["errors"]) == (2, 2, 8)
-    codes = {i: results[i]["error"]["code"] for i in (1, 2, 3, 5, 8, 9, 10, 11)}
+    assert (body["created"], body["duplicates"], body["errors"], body["unrated"]) == (2, 2, 7, 1)
+    codes = {i: results[i]["error"]["code"] for i in (1, 3, 5, 8, 9, 10, 11)}
     assert codes == {
-        1: "validation_error", 2: "model_not_found", 3: "validation_error", 5: "idempotency_key_reused",
+        1: "validation_error", 3: "validation_error", 5: "idempotency_key_reused",
         8: "idempotency_key_reused", 9: "account_not_found", 10: "validation_error", 11: "validation_error",
     }  # fmt: skip
+    assert results[2]["event"]["status"] == "unrated" and results[2]["event"]["unrated_reason"] == "model_not_found"
     assert results[1]["error"]["param"] == "input_tokens"
     assert results[3]["error"]["param"] == "cached_input_tokens"
     assert "output_tokens" in results[5]["error"]["message"] and "input_tokens" in results[8]["error"]["message"]
@@ -657,21 +676,22 @@ async def test_batch_mixing_created_invalid_and_duplicates(client, admin, financ
     )
     charged = 2 * GPT4O_COST + Decimal("0.0035")
     assert await balance(client, admin) == GRANT - charged
-    assert sorted(e["event_id"] for e in await events(client, admin)) == ["b1", "b2", "stored"]
+    assert sorted(e["event_id"] for e in await events(client, admin)) == ["b1", "b2", "stored", "unknown-model"]
 
     # The whole batch again: everything recorded comes back as a duplicate, nothing is charged again.
     retry = await client.post("/usage/batch", json={"events": batch}, headers=finance)
     assert retry.status_code == 200
     again = retry.json()
     assert [r["status"] for r in again["results"]] == [
-        "duplicate", "error", "error", "error", "duplicate", "error", "duplicate", "duplicate", "error", "error",
+        "duplicate", "error", "duplicate", "error", "duplicate", "error", "duplicate", "duplicate", "error", "error",
         "error", "error",
     ]  # fmt: skip
-    assert (again["created"], again["duplicates"], again["errors"]) == (0, 4, 8)
+    assert (again["created"], again["duplicates"], again["errors"]) == (0, 5, 7)
     assert again["results"][0]["event"] == results[0]["event"] | {"replay": True}
+    assert again["results"][2]["event"] == results[2]["event"] | {"replay": True}
     assert again["results"][6]["event"] == results[6]["event"] | {"replay": True}
     assert await balance(client, admin) == GRANT - charged
-    assert len(await events(client, admin)) == 3
+    assert len(await events(client, admin)) == 4
 
 
 async def test_batch_repeat_matching_the_stored_event_is_a_duplicate(client, admin, finance, acme):

@@ -1,7 +1,9 @@
+import hashlib
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
-from litestar import Controller, Request, get, patch, post, put
+import msgspec
+from litestar import Controller, Request, delete, get, patch, post, put
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.response import Response
@@ -9,12 +11,16 @@ from litestar.response import Response
 from app.auth import Principal
 from app.catalog import importer, repository, service, sync
 from app.catalog.schemas import (
+    AliasCreate,
+    AliasList,
+    AliasOut,
     CatalogModel,
     ImportResult,
     MarginList,
     MarginOut,
     MarginSet,
     ModelList,
+    ModelResolution,
     ModelType,
     ModelUpsert,
     OpenAIModel,
@@ -51,6 +57,18 @@ def cached(request: AnyRequest, key: tuple, render: Callable[[Catalog], Any]) ->
         return Response(content=b"", status_code=304, headers=headers)
     if gzipped:
         headers["Content-Encoding"] = "gzip"
+    return Response(content=body, media_type="application/json", headers=headers)
+
+
+def uncached(request: AnyRequest, render: Callable[[Catalog], Any]) -> Response:
+    """A view rendered for this request alone (one model asked for by one of its many names: caching a
+    body per name would let names fill the memory), with an ETag all the same."""
+    store: CatalogStore = request.app.state.catalog
+    body = service.ENCODER.encode(render_for(store.catalog, render, request.user.is_finance))
+    etag = '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
+    headers = {"ETag": etag, "Cache-Control": "private, no-cache"}
+    if etag in request.headers.get("if-none-match", ""):
+        return Response(content=b"", status_code=304, headers=headers)
     return Response(content=body, media_type="application/json", headers=headers)
 
 
@@ -153,10 +171,43 @@ class ModelController(Controller):
             raise NotFound(f"'{model.id}' is not an embedding model", code="model_not_found", param="model")
         return self._one(request, model.id)
 
+    @get("/resolve", responses=errors(404) | {200: ok(ModelResolution)[200]})
+    async def resolve_model(
+        self, request: AnyRequest, model: FromQuery[str], provider: FromQuery[str | None] = None
+    ) -> Response:
+        """Which catalog model a reported model string names (given the provider that served the call), and by
+        which rule: how usage events, estimates and holds read it."""
+        catalog = catalog_of(request)
+        resolution = catalog.resolution(model, provider)
+        found = catalog.models[resolution.model_id]
+        answer = ModelResolution(
+            query=model,
+            provider_hint=provider,
+            model=found.id,
+            provider=found.provider,
+            rule=resolution.rule,
+            matched=resolution.matched,
+            details=service.model_view(catalog, found, service.now(), request.user.is_finance),
+        )
+        # The model's rates are JSON numbers, digit for digit, as in every catalog view.
+        return Response(content=service.ENCODER.encode(answer), media_type="application/json")
+
     @get("/{model_id:path}", responses=ok(CatalogModel))
-    async def get_model(self, request: AnyRequest, model_id: FromPath[str]) -> Response:
-        """One model by id (`openai/gpt-4o`, raw or `%2F`-encoded) or alias (`gpt-4o`)."""
-        return self._one(request, catalog_of(request).require_available(model_id_of(model_id)).id)
+    async def get_model(
+        self, request: AnyRequest, model_id: FromPath[str], provider: FromQuery[str | None] = None
+    ) -> Response:
+        """One model by id (`openai/gpt-4o`, raw or `%2F`-encoded) or by any name that resolves to it (an alias, a
+        dated snapshot, a provider's wrapped id); then `id` is the name asked for and `root` the model's id."""
+        name = model_id_of(model_id)
+        model = catalog_of(request).require_available(name, provider)
+        if model.id == name:
+            return self._one(request, model.id)
+
+        def render(catalog: Catalog, now, finance):
+            view = service.model_view(catalog, catalog.models[model.id], now, finance)
+            return msgspec.structs.replace(view, id=name, root=model.id)
+
+        return uncached(request, render)
 
     @staticmethod
     def _one(request: AnyRequest, model_id: str) -> Response:
@@ -182,13 +233,20 @@ class OpenAIModelController(Controller):
         return cached(request, ("v1",), render)
 
     @get("/{model_id:path}", responses=ok(OpenAIModel))
-    async def get_openai_model(self, request: AnyRequest, model_id: FromPath[str]) -> Response:
-        """OpenAI-compatible retrieve of one model by id or alias."""
-        model_id = catalog_of(request).require_available(model_id_of(model_id)).id
+    async def get_openai_model(
+        self, request: AnyRequest, model_id: FromPath[str], provider: FromQuery[str | None] = None
+    ) -> Response:
+        """OpenAI-compatible retrieve of one model by id or by any name that resolves to it; by another name,
+        `id` is the name asked for and `root` the model's id."""
+        name = model_id_of(model_id)
+        model_id = catalog_of(request).require_available(name, provider).id
 
         def render(catalog: Catalog, now, finance):
-            return service.openai_view(service.model_view(catalog, catalog.models[model_id], now, finance))
+            view = service.openai_view(service.model_view(catalog, catalog.models[model_id], now, finance))
+            return view if name == model_id else msgspec.structs.replace(view, id=name)
 
+        if name != model_id:
+            return uncached(request, render)
         return cached(request, ("v1", model_id), render)
 
 
@@ -260,6 +318,40 @@ class CatalogAdminController(Controller):
         return MarginList(
             default_margin=service.exact(store.default_margin), margins=[service.margin_out(r) for r in rows]
         )
+
+    @post("/aliases", status_code=201, responses=errors(404, 409))
+    async def add_alias(self, request: AnyRequest, db: Db, data: JSONBody[AliasCreate]) -> Response[AliasOut]:
+        """Name a catalog model by a string only the operator knows (an Azure deployment name, a private
+        fine-tune), for every provider or, with `provider`, for calls that provider served. Unrated usage
+        reported under that name is then rated."""
+        store: CatalogStore = request.app.state.catalog
+        async with db.begin() as conn:
+            alias, created = await service.put_alias(conn, store.catalog, data)
+        await store.refresh()
+        return Response(alias, status_code=201 if created else 200)
+
+    @get("/aliases", opt={"scope": "catalog:read"}, responses=errors(404))
+    async def list_aliases(
+        self,
+        request: AnyRequest,
+        db: Db,
+        model: FromQuery[str | None] = None,
+        source: FromQuery[Literal["catalog", "operator"] | None] = None,
+    ) -> AliasList:
+        """Aliases, of one model or all, from the catalog data or the operator."""
+        model_id = catalog_of(request).require(model).id if model else None
+        async with db.connect() as conn:
+            rows = await repository.list_aliases(conn, model_id, source)
+        return AliasList(aliases=[service.alias_out(row) for row in rows])
+
+    @delete("/aliases/{alias:path}", status_code=204, responses=errors(409))
+    async def delete_alias(
+        self, request: AnyRequest, db: Db, alias: FromPath[str], provider: FromQuery[str | None] = None
+    ) -> None:
+        """Delete an operator's alias (of every provider, or of `provider`'s calls); catalog aliases stay."""
+        async with db.begin() as conn:
+            await service.delete_alias(conn, model_id_of(alias), provider)
+        await request.app.state.catalog.refresh()
 
     @post("/import", status_code=200)
     async def import_default(self, request: AnyRequest, db: Db) -> ImportResult:

@@ -10,13 +10,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.catalog import repository
 from app.catalog.schemas import ImportResult
-from app.pricing import Rates, Tier
+from app.pricing import RATE_KINDS, Rates, Tier
 
 DEFAULT_CATALOG = Path(__file__).with_name("default_catalog.json")
 # Model makers: their bare model names become aliases, so `gpt-4o` means `openai/gpt-4o` and not
 # one of the resellers' copies of it.
 ORIGIN_PROVIDERS = ("openai", "anthropic", "google", "cohere", "mistral", "deepseek", "xai")
-RATE_KINDS = ("input", "output", "cached_input", "cache_write")
 
 
 def read_catalog(path: Path = DEFAULT_CATALOG) -> dict[str, Any]:
@@ -47,7 +46,7 @@ def price_row(model_id: str, entry: dict[str, Any], effective_from: datetime, so
     Rates(
         **{kind: row[kind] for kind in RATE_KINDS},
         per_request=row["per_request"],
-        tiers=tuple(Tier(t["above_input_tokens"], *(_rate(t[k]) for k in RATE_KINDS)) for t in tiers),
+        tiers=tuple(Tier(t["above_input_tokens"], *(_rate(t.get(k)) for k in RATE_KINDS)) for t in tiers),
     )
     return row | {"model_id": model_id, "effective_from": effective_from, "source": source}
 
@@ -85,6 +84,7 @@ def model_row(entry: dict[str, Any]) -> dict[str, Any]:
         "supports_audio_input": capabilities.get("audio_input"),
         "created": date.fromisoformat(entry["created"]) if entry.get("created") else None,
         "deprecation_date": date.fromisoformat(entry["deprecation_date"]) if entry.get("deprecation_date") else None,
+        "match": entry.get("match"),
     }
 
 
@@ -119,6 +119,7 @@ async def import_catalog(conn: AsyncConnection, data: dict[str, Any], *, at: dat
     # A file leaves out what it does not know: it fills gaps but never blanks what is stored.
     changed = await repository.upsert_models(conn, [model_row(entry) for entry in entries], keep_known=True)
 
+    # Added when new, never moved or removed: an operator's alias (POST /catalog/aliases) outlives imports.
     aliases = [{"alias": alias, "model_id": e["id"]} for e in entries for alias in e.get("aliases") or ()]
     aliases += [{"alias": e["name"], "model_id": e["id"]} for e in entries if e["provider"] in ORIGIN_PROVIDERS]
     aliases_added = await repository.add_aliases(conn, aliases)

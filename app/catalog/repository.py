@@ -90,6 +90,38 @@ async def alias_owner(conn: AsyncConnection, alias: str) -> str | None:
     return (await conn.execute(select(model_aliases.c.model_id).where(model_aliases.c.alias == alias))).scalar()
 
 
+async def find_alias(conn: AsyncConnection, alias: str, provider: str) -> Row | None:
+    """The alias of that name (in any case) and provider scope ('' = any)."""
+    query = select(model_aliases).where(
+        func.lower(model_aliases.c.alias) == alias.lower(), model_aliases.c.provider == provider
+    )
+    return (await conn.execute(query.with_for_update())).first()
+
+
+async def put_operator_alias(conn: AsyncConnection, alias: str, provider: str, model_id: str) -> Row:
+    """Add the operator's alias, or point an existing one of that name and scope at `model_id`."""
+    query = insert(model_aliases).values(alias=alias, provider=provider, model_id=model_id, source="operator")
+    query = query.on_conflict_do_update(
+        index_elements=[model_aliases.c.alias, model_aliases.c.provider],
+        set_={"model_id": query.excluded.model_id, "source": "operator"},
+    )
+    return (await conn.execute(query.returning(model_aliases))).one()
+
+
+async def delete_alias(conn: AsyncConnection, alias: str, provider: str) -> None:
+    query = model_aliases.delete().where(model_aliases.c.alias == alias, model_aliases.c.provider == provider)
+    await conn.execute(query)
+
+
+async def list_aliases(conn: AsyncConnection, model_id: str | None, source: str | None) -> list[Row]:
+    query = select(model_aliases).order_by(model_aliases.c.alias, model_aliases.c.provider)
+    if model_id is not None:
+        query = query.where(model_aliases.c.model_id == model_id)
+    if source is not None:
+        query = query.where(model_aliases.c.source == source)
+    return list(await conn.execute(query))
+
+
 async def price_history(conn: AsyncConnection, model_ids: list[str]) -> list[Row]:
     query = select(prices).where(prices.c.model_id.in_(model_ids)).order_by(prices.c.model_id, prices.c.effective_from)
     return list(await conn.execute(query))

@@ -21,6 +21,7 @@ class TierRates(msgspec.Struct):
     output: str | None
     cached_input: str | None
     cache_write: str | None
+    cache_write_1h: str | None = None
 
 
 class Pricing(msgspec.Struct):
@@ -36,6 +37,8 @@ class Pricing(msgspec.Struct):
     cache_write: str | None
     per_request: str
     tiers: list[TierRates]
+    # 1-hour cache writes (`cache_write` is the 5-minute rate); null: unknown, such writes wait unrated.
+    cache_write_1h: str | None = None
 
 
 class Upstream(msgspec.Struct):
@@ -49,6 +52,8 @@ class Upstream(msgspec.Struct):
     per_request: str
     tiers: list[TierRates]
     source: str
+    # 1-hour cache writes (`cache_write` is the 5-minute rate); null: unknown, such writes wait unrated.
+    cache_write_1h: str | None = None
 
 
 class CatalogModel(msgspec.Struct, omit_defaults=True):
@@ -80,6 +85,9 @@ class CatalogModel(msgspec.Struct, omit_defaults=True):
     pricing: Pricing | None
     upstream: Upstream | msgspec.UnsetType | None = msgspec.UNSET
     margin: str | msgspec.UnsetType = msgspec.UNSET
+    # Retrieved by another name than its id (an alias, a dated snapshot): `id` is the name asked
+    # for and `root` the model's id, as OpenAI answers.
+    root: str | msgspec.UnsetType = msgspec.UNSET
 
 
 class ModelList(msgspec.Struct):
@@ -130,6 +138,39 @@ class OpenAIModelList(msgspec.Struct):
     data: list[OpenAIModel]
 
 
+class ModelResolution(msgspec.Struct):
+    """Which catalog model a reported string names, and why: `rule` is the rule that matched
+    (see the README's model resolution), `matched` the string it matched after unwrapping."""
+
+    query: str
+    provider_hint: str | None
+    model: str
+    provider: str
+    rule: str
+    matched: str
+    details: CatalogModel
+
+
+class AliasCreate(msgspec.Struct, forbid_unknown_fields=True):
+    """A name only the operator knows (an Azure deployment, a private fine-tune) for a catalog model;
+    with `provider`, it names the model only in calls that provider served."""
+
+    alias: ModelName
+    model: Annotated[str, msgspec.Meta(min_length=1, max_length=300)]
+    provider: Slug | None = None
+
+
+class AliasOut(msgspec.Struct):
+    alias: str
+    model: str
+    provider: str | None
+    source: Literal["catalog", "operator"]
+
+
+class AliasList(msgspec.Struct):
+    aliases: list[AliasOut]
+
+
 # Admin writes
 
 
@@ -170,6 +211,7 @@ class TierIn(msgspec.Struct, forbid_unknown_fields=True):
     output: Decimal | None = None
     cached_input: Decimal | None = None
     cache_write: Decimal | None = None
+    cache_write_1h: Decimal | None = None
 
 
 class PriceCreate(msgspec.Struct, forbid_unknown_fields=True):
@@ -180,6 +222,7 @@ class PriceCreate(msgspec.Struct, forbid_unknown_fields=True):
     output: Decimal | None = None
     cached_input: Decimal | None = None
     cache_write: Decimal | None = None
+    cache_write_1h: Decimal | None = None
     per_request: Decimal = Decimal(0)
     tiers: list[TierIn] = []
     effective_from: datetime | None = None
@@ -197,6 +240,8 @@ class PriceVersionOut(msgspec.Struct):
     per_request: str
     tiers: list[TierRates]
     source: str
+    # 1-hour cache writes (`cache_write` is the 5-minute rate); null: unknown, such writes wait unrated.
+    cache_write_1h: str | None = None
 
 
 class MarginSet(msgspec.Struct, forbid_unknown_fields=True):
@@ -257,6 +302,7 @@ class SyncPrice(msgspec.Struct):
     per_request: str
     tiers: list[TierRates]
     effective_from: datetime | None
+    cache_write_1h: str | None = None
 
 
 class SyncChange(msgspec.Struct, omit_defaults=True):

@@ -8,6 +8,7 @@ import gzip
 import hashlib
 import logging
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -20,7 +21,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.catalog import repository
 from app.catalog.importer import price_row
+from app.catalog.resolve import AliasEntry, Entry, Resolution, Resolver
 from app.catalog.schemas import (
+    AliasCreate,
+    AliasOut,
     Capabilities,
     CatalogModel,
     MarginOut,
@@ -39,7 +43,7 @@ from app.catalog.schemas import (
 )
 from app.db import plain_dsn
 from app.errors import Conflict, InvalidRequest, NotFound
-from app.pricing import Quote, Rates, Tariff, Tier, Usage, credit_rate
+from app.pricing import RATE_KINDS, ModelUnpriced, Quote, Rates, Tariff, Tier, Usage, credit_rate
 from app.pricing import quote as pricing_quote
 from app.times import utc
 
@@ -105,7 +109,7 @@ class Catalog:
     aliases: dict[str, str]
     # (scope, target) -> ascending [(effective_from, margin or None)]
     margins: dict[tuple[str, str], list[tuple[datetime, Decimal | None]]]
-    unique_names: dict[str, str] = field(default_factory=dict)
+    resolver: Resolver
     # (scope, target) -> the effective_from times of `margins`, for bisecting.
     margin_starts: dict[tuple[str, str], list[datetime]] = field(init=False, repr=False)
     # (model id, price version id, margin) -> its Tariff, made on first use; dropped with the snapshot.
@@ -116,19 +120,27 @@ class Catalog:
         object.__setattr__(self, "margin_starts", starts)
         object.__setattr__(self, "tariffs", {})
 
-    def resolve(self, name: str) -> Model | None:
-        """An id (`openai/gpt-4o`), an alias, or a bare name that only one model carries."""
-        model_id = name if name in self.models else self.aliases.get(name) or self.unique_names.get(name)
-        return self.models.get(model_id) if model_id else None
+    def resolve(self, name: str, provider: str | None = None) -> Model | None:
+        """The model a reported string names (app/catalog/resolve.py), given who served the call."""
+        resolution = self.resolver.resolve(name, provider)
+        return None if resolution is None else self.models[resolution.model_id]
 
-    def require(self, name: str) -> Model:
-        model = self.resolve(name)
+    def require(self, name: str, provider: str | None = None) -> Model:
+        model = self.resolve(name, provider)
         if model is None:
             raise NotFound(f"Model '{name}' not found", code="model_not_found", param="model")
         return model
 
-    def require_available(self, name: str) -> Model:
-        model = self.require(name)
+    def resolution(self, name: str, provider: str | None = None) -> Resolution:
+        """How `name` resolves, and by which rule; model_not_found when it does not."""
+        resolution = self.resolver.resolve(name, provider)
+        if resolution is None:
+            hint = f" served by '{provider}'" if provider else ""
+            raise NotFound(f"Model '{name}'{hint} not found", code="model_not_found", param="model")
+        return resolution
+
+    def require_available(self, name: str, provider: str | None = None) -> Model:
+        model = self.require(name, provider)
         if not self.providers[model.row.provider].enabled:
             raise NotFound(
                 f"Provider not configured for model '{model.id}'", code="provider_not_configured", param="model"
@@ -146,10 +158,13 @@ class Catalog:
         )
         return quote, price, margin
 
-    def charge(self, model: Model, usage: Usage, at: datetime) -> tuple[Decimal, Decimal, PriceVersion, Decimal]:
+    def charge(
+        self, model: Model, usage: Usage, at: datetime, price: PriceVersion | None = None
+    ) -> tuple[Decimal, Decimal, PriceVersion, Decimal]:
         """(upstream USD, credits, price version, margin): the totals `quote` gives for the same
-        arguments (and the same errors), through the Tariff of that price version and margin."""
-        price = model.price_at(at)
+        arguments (and the same errors), through the Tariff of that price version and margin. The
+        price version is the one in effect at `at` unless one is given."""
+        price = price or model.price_at(at)
         margin = self.margin_at(model, at)
         key = (model.id, price.id if price else None, margin)
         tariff = self.tariffs.get(key)
@@ -160,6 +175,23 @@ class Catalog:
             )
         upstream_usd, credits = tariff.charge(usage)
         return upstream_usd, credits, price, margin
+
+    def charge_waiting(
+        self, model: Model, usage: Usage, at: datetime, now: datetime
+    ) -> tuple[Decimal, Decimal, PriceVersion, Decimal]:
+        """`charge` for usage that waited unrated. When the version in effect at `at` cannot price it
+        (it has no 1-hour cache write rate, say), the first later version in effect by `now` that can
+        does, as the first price known does for usage from before it; the margin is that of `at`."""
+        try:
+            return self.charge(model, usage, at)
+        except ModelUnpriced:
+            later = [price for price in model.prices if at < price.effective_from <= now]
+            for price in later:
+                try:
+                    return self.charge(model, usage, at, price)
+                except ModelUnpriced:
+                    continue
+            raise
 
     def margin_at(self, model: Model, at: datetime) -> Decimal:
         """Most specific wins: the model's override, then its provider's, then DEFAULT_MARGIN."""
@@ -175,7 +207,8 @@ class Catalog:
 def build_catalog(data: dict[str, list[Row]], default_margin: Decimal, credits_per_usd: Decimal) -> Catalog:
     aliases: dict[str, list[str]] = {}
     for row in data["aliases"]:
-        aliases.setdefault(row.model_id, []).append(row.alias)
+        if not row.provider:  # a provider-scoped alias is no name of the model's own
+            aliases.setdefault(row.model_id, []).append(row.alias)
     versions: dict[str, list[PriceVersion]] = {}
     for row in data["prices"]:
         versions.setdefault(row.model_id, []).append(price_version(row))
@@ -186,7 +219,11 @@ def build_catalog(data: dict[str, list[Row]], default_margin: Decimal, credits_p
     margins: dict[tuple[str, str], list[tuple[datetime, Decimal | None]]] = {}
     for row in data["margins"]:
         margins.setdefault((row.scope, row.target), []).append((row.effective_from, row.margin))
-    names = Counter(model.row.name for model in models.values())
+    resolver = Resolver(
+        [Entry(row.id, row.provider, row.name, row.match) for row in data["models"]],
+        [AliasEntry(row.alias, row.model_id, row.provider) for row in data["aliases"]],
+        [row.id for row in data["providers"]],
+    )
     return Catalog(
         version=data["version"][0].version,
         default_margin=default_margin,
@@ -195,7 +232,7 @@ def build_catalog(data: dict[str, list[Row]], default_margin: Decimal, credits_p
         models=models,
         aliases={alias: model_id for model_id, names in aliases.items() for alias in names},
         margins=margins,
-        unique_names={m.row.name: m.id for m in models.values() if names[m.row.name] == 1 and m.row.name != m.id},
+        resolver=resolver,
     )
 
 
@@ -203,7 +240,7 @@ def price_version(row: Any) -> PriceVersion:
     tiers = tuple(
         Tier(
             above_input_tokens=tier["above_input_tokens"],
-            **{kind: _decimal(tier.get(kind)) for kind in ("input", "output", "cached_input", "cache_write")},
+            **{kind: _decimal(tier.get(kind)) for kind in RATE_KINDS},
         )
         for tier in row.tiers
     )
@@ -212,6 +249,7 @@ def price_version(row: Any) -> PriceVersion:
         output=row.output,
         cached_input=row.cached_input,
         cache_write=row.cache_write,
+        cache_write_1h=row.cache_write_1h,
         per_request=row.per_request,
         tiers=tiers,
     )
@@ -233,6 +271,7 @@ def _tiers(rates: Rates, scale) -> list[TierRates]:
             output=exact(scale(tier.output)),
             cached_input=exact(scale(tier.cached_input)),
             cache_write=exact(scale(tier.cache_write)),
+            cache_write_1h=exact(scale(tier.cache_write_1h)),
         )
         for tier in sorted(rates.tiers, key=lambda t: t.above_input_tokens)
     ]
@@ -262,6 +301,7 @@ def model_view(catalog: Catalog, model: Model, now: datetime, finance: bool) -> 
             cache_write=exact(credits(rates.cache_write)),
             per_request=exact(credits(rates.per_request)),
             tiers=_tiers(rates, credits),
+            cache_write_1h=exact(credits(rates.cache_write_1h)),
         )
         if finance:
             upstream = Upstream(
@@ -273,6 +313,7 @@ def model_view(catalog: Catalog, model: Model, now: datetime, finance: bool) -> 
                 per_request=exact(rates.per_request),
                 tiers=_tiers(rates, lambda usd: usd),
                 source=price.source,
+                cache_write_1h=exact(rates.cache_write_1h),
             )
     priced = input_rate is not None and (model.embedding or output_rate is not None)
     return CatalogModel(
@@ -372,6 +413,8 @@ class CatalogStore:
         self.valid_until: datetime | None = None
         self._lock = asyncio.Lock()
         self._changed = asyncio.Event()
+        # Called with each new catalog version this worker loads (the rater's `catalog_changed`).
+        self.listeners: list[Callable[[], None]] = []
 
     async def refresh(self, *, force: bool = False) -> Catalog:
         async with self._lock:
@@ -382,6 +425,8 @@ class CatalogStore:
                     data = await repository.load_all(conn)
                     self.catalog = build_catalog(data, self.default_margin, self.credits_per_usd)
                     self._forget_bodies()
+                    for listener in self.listeners:
+                        listener()
             return self.catalog
 
     def _forget_bodies(self) -> None:
@@ -490,6 +535,8 @@ async def upsert_model(conn: AsyncConnection, catalog: Catalog, data: ModelUpser
     fields = msgspec.structs.asdict(data)
     aliases = fields.pop("aliases")
     fields["display_name"] = fields["display_name"] or data.name
+    known = catalog.models.get(model_id)
+    fields["match"] = None if known is None else known.row.match  # the data's rules are not the operator's to set
     await repository.upsert_models(conn, [{"id": model_id, **fields}])
     await repository.add_aliases(conn, [{"alias": alias, "model_id": model_id} for alias in aliases])
     return model_id
@@ -497,11 +544,11 @@ async def upsert_model(conn: AsyncConnection, catalog: Catalog, data: ModelUpser
 
 async def add_price(conn: AsyncConnection, catalog: Catalog, data: PriceCreate) -> PriceVersionOut:
     model = catalog.require(data.model)
-    for kind in ("input", "output", "cached_input", "cache_write", "per_request"):
+    for kind in (*RATE_KINDS, "per_request"):
         if (value := getattr(data, kind)) is not None:
             check_rate(value, kind)
     for index, tier in enumerate(data.tiers):
-        for kind in ("input", "output", "cached_input", "cache_write"):
+        for kind in RATE_KINDS:
             if (value := getattr(tier, kind)) is not None:
                 check_rate(value, f"tiers[{index}].{kind}")
     if len({tier.above_input_tokens for tier in data.tiers}) != len(data.tiers):
@@ -533,6 +580,7 @@ def price_out(row: Row) -> PriceVersionOut:
         per_request=exact(row.per_request),
         tiers=_tiers(version.rates, lambda usd: usd),
         source=row.source,
+        cache_write_1h=exact(row.cache_write_1h),
     )
 
 
@@ -556,3 +604,48 @@ def margin_out(row: Row) -> MarginOut:
     return MarginOut(
         id=row.id, scope=row.scope, target=row.target, margin=exact(row.margin), effective_from=row.effective_from
     )
+
+
+# Operator aliases
+
+
+async def put_alias(conn: AsyncConnection, catalog: Catalog, data: AliasCreate) -> tuple[AliasOut, bool]:
+    """(the alias, whether it is new). An alias the operator gives again is the same alias; one that
+    names another model already is a conflict, unless it came from the catalog: the operator's word
+    then wins, and imports leave it alone."""
+    model = catalog.require(data.model)
+    provider = data.provider or ""
+    if provider and provider not in catalog.providers:
+        raise NotFound(f"Provider '{provider}' not found", code="provider_not_found", param="provider")
+    if data.alias.lower() in {model_id.lower() for model_id in catalog.models}:
+        raise Conflict(f"'{data.alias}' is a model id", code="alias_taken", param="alias")
+    existing = await repository.find_alias(conn, data.alias, provider)
+    if existing is not None and existing.alias != data.alias:
+        raise Conflict(f"Alias '{existing.alias}' exists, differing only in case", code="alias_taken", param="alias")
+    if existing is not None and existing.model_id == model.id and existing.source == "operator":
+        return alias_out(existing), False
+    if existing is not None and existing.source == "operator":
+        raise Conflict(
+            f"Alias '{data.alias}' already names model '{existing.model_id}'; delete it first",
+            code="alias_taken",
+            param="alias",
+        )
+    row = await repository.put_operator_alias(conn, data.alias, provider, model.id)
+    return alias_out(row), True
+
+
+async def delete_alias(conn: AsyncConnection, alias: str, provider: str | None) -> None:
+    row = await repository.find_alias(conn, alias, provider or "")
+    if row is None or row.alias != alias:
+        raise NotFound(f"Alias '{alias}' not found", code="alias_not_found", param="alias")
+    if row.source != "operator":
+        raise Conflict(
+            f"Alias '{alias}' comes from the catalog data; only an operator's alias is deleted",
+            code="alias_from_catalog",
+            param="alias",
+        )
+    await repository.delete_alias(conn, row.alias, row.provider)
+
+
+def alias_out(row: Row) -> AliasOut:
+    return AliasOut(alias=row.alias, model=row.model_id, provider=row.provider or None, source=row.source)

@@ -308,10 +308,17 @@ def price(
     cached_input: Decimal | None = None,
     cache_write: Decimal | None = None,
     per_request: Decimal | None = None,
+    cache_write_1h: Decimal | None = None,
 ) -> dict[str, Any]:
     """A price entry, undated (the sync dates it). A negative rate, the routers' -1, means the price
     is variable: the model is unpriced, every rate null, never a negative charge."""
-    rates = {"input": input, "output": output, "cached_input": cached_input, "cache_write": cache_write}
+    rates = {
+        "input": input,
+        "output": output,
+        "cached_input": cached_input,
+        "cache_write": cache_write,
+        "cache_write_1h": cache_write_1h,
+    }
     per_request = per_request or Decimal(0)
     if per_request < 0 or any(rate is not None and rate < 0 for rate in rates.values()):
         return variable(source)
@@ -578,6 +585,7 @@ LITELLM_RATES = {
     "output_cost_per_token": "output",
     "cache_read_input_token_cost": "cached_input",
     "cache_creation_input_token_cost": "cache_write",
+    "cache_creation_input_token_cost_above_1hr": "cache_write_1h",
 }
 LITELLM_TIER = re.compile(rf"^({'|'.join(LITELLM_RATES)})_above_(\d+)k_tokens$")
 LITELLM_MODES = {"chat": "language", "completion": "language", "responses": "language", "embedding": "embedding"}
@@ -622,6 +630,7 @@ def litellm_price(item: dict[str, Any], free: bool, label: str) -> list[dict[str
         cached_input=base.get("cached_input"),
         cache_write=base.get("cache_write"),
         per_request=per_request,
+        cache_write_1h=base.get("cache_write_1h"),
     )
     entry["tiers"] = [
         {"above_input_tokens": above} | {kind: exact(tiers[above].get(kind)) for kind in RATE_KINDS}

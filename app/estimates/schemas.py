@@ -1,25 +1,28 @@
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 
-from app.usage.schemas import ErrorObject
-
-ModelRef = Annotated[str, msgspec.Meta(min_length=1, max_length=300)]
+from app.usage.schemas import ErrorObject, ModelRef, ProviderRef
 
 
 class EstimateIn(msgspec.Struct, forbid_unknown_fields=True):
     """A call to price: `model`, or `models` to compare the same call on several (cheapest first).
-    `max_output_tokens` stands in for `output_tokens` when the output is not known yet."""
+    `max_output_tokens` stands in for `output_tokens` when the output is not known yet. Tokens as
+    token fields or as the provider's `usage` object, as in a usage event; `provider`, who serves it."""
 
-    input_tokens: int
+    input_tokens: int | None = None
     model: ModelRef | None = None
     models: Annotated[list[ModelRef], msgspec.Meta(min_length=1, max_length=50)] | None = None
     output_tokens: int | None = None
     max_output_tokens: Annotated[int, msgspec.Meta(ge=0)] | None = None
-    cached_input_tokens: int = 0
-    cache_write_tokens: int = 0
-    reasoning_tokens: int = 0
+    cached_input_tokens: int | None = None
+    cache_write_tokens: int | None = None
+    cache_write_1h_tokens: int | None = None
+    reasoning_tokens: int | None = None
     account_id: str | None = None
+    provider: ProviderRef | None = None
+    usage: dict[str, Any] | None = None
+    usage_format: Annotated[str, msgspec.Meta(max_length=50)] | None = None
 
 
 class Line(msgspec.Struct):

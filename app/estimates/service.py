@@ -10,26 +10,39 @@ from app.catalog.service import Catalog, exact
 from app.errors import AppError, InvalidRequest
 from app.estimates.schemas import Comparison, Estimate, EstimateIn, Line, Unavailable
 from app.money import money
+from app.usage import reported
 from app.usage.service import error_object
 
 
 def usage_of(data: EstimateIn) -> pricing.Usage:
     if data.output_tokens is not None and data.max_output_tokens is not None:
         raise InvalidRequest("Give `output_tokens` or `max_output_tokens`, not both", param="max_output_tokens")
-    output = data.output_tokens if data.output_tokens is not None else data.max_output_tokens or 0
-    return pricing.Usage(
+    usage, _ = reported.usage_from(
+        data.usage,
+        data.usage_format,
+        data.provider,
         input_tokens=data.input_tokens,
-        output_tokens=output,
+        output_tokens=data.output_tokens if data.output_tokens is not None else data.max_output_tokens,
         cached_input_tokens=data.cached_input_tokens,
         cache_write_tokens=data.cache_write_tokens,
+        cache_write_1h_tokens=data.cache_write_1h_tokens,
         reasoning_tokens=data.reasoning_tokens,
+        output_field="output_tokens" if data.output_tokens is not None else "max_output_tokens",
     )
+    return usage
 
 
 def estimate(
-    catalog: Catalog, model_ref: str, usage: pricing.Usage, now: datetime, *, finance: bool, compared: bool = False
+    catalog: Catalog,
+    model_ref: str,
+    usage: pricing.Usage,
+    now: datetime,
+    *,
+    finance: bool,
+    compared: bool = False,
+    provider: str | None = None,
 ) -> tuple[Estimate, Decimal]:
-    model = catalog.require_available(model_ref)
+    model = catalog.require_available(model_ref, provider)
     if compared and model.embedding:
         # Compared with language models, an embedding model simply produces no output.
         usage = replace(usage, output_tokens=0, reasoning_tokens=0)
@@ -48,13 +61,21 @@ def estimate(
     return view, quote.credits
 
 
-def compare(catalog: Catalog, models: list[str], usage: pricing.Usage, now: datetime, *, finance: bool) -> Comparison:
+def compare(
+    catalog: Catalog,
+    models: list[str],
+    usage: pricing.Usage,
+    now: datetime,
+    *,
+    finance: bool,
+    provider: str | None = None,
+) -> Comparison:
     """The same call on several models, cheapest first; a model that cannot be priced is listed apart."""
     pricing.validate_usage(usage, embedding=False)
     priced, unavailable = [], []
     for ref in dict.fromkeys(models):
         try:
-            priced.append(estimate(catalog, ref, usage, now, finance=finance, compared=True))
+            priced.append(estimate(catalog, ref, usage, now, finance=finance, compared=True, provider=provider))
         except AppError as error:
             unavailable.append(Unavailable(model=ref, error=error_object(error)))
     priced.sort(key=lambda item: (item[1], item[0].model))

@@ -41,6 +41,14 @@ CHECKS = {
         FROM usage_events u LEFT JOIN ledger_entries l ON l.usage_event_id = u.id AND l.kind = 'usage'
         GROUP BY u.id HAVING count(l.id) <> 1 OR min(l.amount) <> -u.cost
     """,
+    # Unrated usage waits outside the books: never charged, and never also recorded as charged.
+    "no unrated event is also a charged event": """
+        SELECT r.account_id, r.event_id FROM unrated_usage r
+        JOIN usage_events u ON (u.account_id, u.event_id) = (r.account_id, r.event_id)
+    """,
+    "no usage entry for an unrated event": """
+        SELECT l.id, l.account_id FROM ledger_entries l JOIN unrated_usage r ON r.id = l.usage_event_id
+    """,
     "each usage entry belongs to a usage event": """
         SELECT id, account_id FROM ledger_entries WHERE kind = 'usage' AND usage_event_id IS NULL
     """,
@@ -88,8 +96,8 @@ CUSTOMER_TOTAL = "SELECT coalesce(sum(balance), 0) FROM accounts"
 EVENTS = """
     SELECT u.id, u.event_id, u.model_id, u.margin, u.credits_per_usd, u.cost, u.upstream_cost_usd, u.credits_usd,
            u.input_tokens, u.output_tokens, u.cached_input_tokens, u.cache_write_tokens, u.reasoning_tokens,
-           m.type, p.id AS price_id, p.input, p.output, p.cached_input, p.cache_write, p.per_request, p.tiers,
-           p.effective_from, p.source
+           u.cache_write_1h_tokens, m.type, p.id AS price_id, p.input, p.output, p.cached_input, p.cache_write,
+           p.cache_write_1h, p.per_request, p.tiers, p.effective_from, p.source
     FROM usage_events u JOIN prices p ON p.id = u.price_id JOIN models m ON m.id = u.model_id
     WHERE u.id > :after ORDER BY u.id LIMIT :limit
 """
@@ -147,6 +155,7 @@ def recompute(row) -> str | None:
         cached_input_tokens=row.cached_input_tokens,
         cache_write_tokens=row.cache_write_tokens,
         reasoning_tokens=row.reasoning_tokens,
+        cache_write_1h_tokens=row.cache_write_1h_tokens,
     )
     try:
         quote = pricing.quote(

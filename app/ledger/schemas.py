@@ -1,6 +1,6 @@
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -71,15 +71,21 @@ class LedgerEntry(msgspec.Struct):
 
 
 class AuthorizationCreate(msgspec.Struct, forbid_unknown_fields=True):
-    """Hold the worst-case cost of a call before making it: `max_output_tokens` of output."""
+    """Hold the worst-case cost of a call before making it: `max_output_tokens` of output. Tokens as
+    token fields or as a provider's `usage` object (its output counts as the maximum), as in a usage
+    event; `provider`, who will serve the call."""
 
     model: Annotated[str, msgspec.Meta(min_length=1, max_length=300)]
-    input_tokens: int
-    max_output_tokens: Annotated[int, msgspec.Meta(ge=0)]
+    input_tokens: int | None = None
+    max_output_tokens: Annotated[int, msgspec.Meta(ge=0)] | None = None
     account_id: str | None = None
-    cached_input_tokens: int = 0
-    cache_write_tokens: int = 0
+    cached_input_tokens: int | None = None
+    cache_write_tokens: int | None = None
+    cache_write_1h_tokens: int | None = None
     ttl_seconds: Annotated[int, msgspec.Meta(ge=1, le=7 * 24 * 3600)] = 600
+    provider: Annotated[str, msgspec.Meta(min_length=1, max_length=100)] | None = None
+    usage: dict[str, Any] | None = None
+    usage_format: Annotated[str, msgspec.Meta(max_length=50)] | None = None
 
 
 class Authorization(msgspec.Struct):

@@ -1,4 +1,5 @@
 import secrets
+from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -7,7 +8,7 @@ import msgspec
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app import db, idempotency, pricing
+from app import db, idempotency
 from app.auth import Principal
 from app.catalog.service import Catalog
 from app.errors import AppError, Conflict, InvalidRequest, NotFound
@@ -29,6 +30,7 @@ from app.ledger.schemas import (
 )
 from app.money import add, check_amount, money, subtract
 from app.times import utc
+from app.usage import reported
 
 
 def to_account(row: Row) -> Account:
@@ -304,13 +306,26 @@ async def authorize(
 ) -> Authorization:
     """Hold the call's worst-case cost, or refuse with 402. The account row is locked while the
     available balance is checked and the hold written, so concurrent holds cannot overspend."""
-    model = catalog.require_available(data.model)
-    usage = pricing.Usage(
+    model = catalog.require_available(data.model, data.provider)
+    if data.usage is None and data.max_output_tokens is None:
+        raise InvalidRequest(
+            "`max_output_tokens` (or the provider's `usage` object) is required", param="max_output_tokens"
+        )
+    usage, _ = reported.usage_from(
+        data.usage,
+        data.usage_format,
+        data.provider,
         input_tokens=data.input_tokens,
-        output_tokens=0 if model.embedding else data.max_output_tokens,
+        output_tokens=data.max_output_tokens,
         cached_input_tokens=data.cached_input_tokens,
         cache_write_tokens=data.cache_write_tokens,
+        cache_write_1h_tokens=data.cache_write_1h_tokens,
+        reasoning_tokens=None,
+        output_field="max_output_tokens",
     )
+    max_output_tokens = usage.output_tokens
+    if model.embedding:
+        usage = replace(usage, output_tokens=0, reasoning_tokens=0)
     quote, price, margin = catalog.quote(model, usage, now)
     books = await open_books(conn, [account_id], now)
     if account_id not in books.balance:
@@ -328,8 +343,8 @@ async def authorize(
             "account_id": account_id,
             "model_id": model.id,
             "amount": quote.credits,
-            "input_tokens": data.input_tokens,
-            "max_output_tokens": data.max_output_tokens,
+            "input_tokens": usage.input_tokens,
+            "max_output_tokens": max_output_tokens,
             "price_id": price.id,
             "margin": margin,
             "created_at": now,

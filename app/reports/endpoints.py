@@ -49,6 +49,12 @@ class ReportController(Controller):
             return report
         metrics = ["events", *TOKEN_METRICS, *MONEY_METRICS, "gross_margin_pct"]
         rows = [[*(getattr(row, k) for k in keys), *(getattr(row, m) for m in metrics)] for row in report.rows]
+        if report.unrated.events:
+            # Its own line, after the groups: tokens that wait for a price, with no credits yet.
+            waiting = report.unrated
+            label = ["unrated", *[""] * (len(keys) - 1)] if keys else []
+            counts = [waiting.events, *(getattr(waiting, name) for name in TOKEN_METRICS)]
+            rows.append([*label, *counts, *[""] * (len(metrics) - len(counts))])
         return csv_response(to_csv([*keys, *metrics], rows), "usage-report.csv")
 
     @get("/trial-balance", responses=errors(404))

@@ -30,6 +30,18 @@ class UsageRow(msgspec.Struct, omit_defaults=True):
     month: str | msgspec.UnsetType = msgspec.UNSET
 
 
+class UnratedLine(msgspec.Struct):
+    """Usage in the report's range that waits unrated (no price yet): counted here, in no row or
+    total, until it is rated and charged."""
+
+    events: int
+    input_tokens: int
+    output_tokens: int
+    cached_input_tokens: int
+    cache_write_tokens: int
+    reasoning_tokens: int
+
+
 class UsageReport(msgspec.Struct, rename={"start": "from", "end": "to"}):
     group_by: list[str]
     start: datetime | None
@@ -38,6 +50,7 @@ class UsageReport(msgspec.Struct, rename={"start": "from", "end": "to"}):
     rows: list[UsageRow]
     # Of the whole report, not of this page.
     totals: UsageRow
+    unrated: UnratedLine
     # Pass it as `cursor` for the next page of rows; null on the last page.
     next_cursor: str | None = None
 

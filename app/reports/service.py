@@ -13,10 +13,12 @@ from app.reports.schemas import (
     TOKEN_METRICS,
     TrialBalance,
     TrialBalanceRow,
+    UnratedLine,
     UsageReport,
     UsageRow,
 )
 from app.times import utc
+from app.usage import repository as usage_repository
 
 PERCENT = Decimal("0.01")
 SUMMED = ("events", *TOKEN_METRICS, "cost", "upstream_cost_usd", "credits_usd", "reversed")
@@ -109,6 +111,7 @@ async def usage_report(
     # A report that fits on its first page is totalled from its rows; otherwise the totals are read.
     totals = total_of(rows) if after is None and not more else next(iter(await sums([])), None)
     empty = UsageRow(0, 0, 0, 0, 0, 0, *[money(Decimal(0))] * 5, None)
+    waiting = await usage_repository.unrated_totals(conn, account_id, start, end)
     return UsageReport(
         group_by=group_by,
         start=start,
@@ -116,6 +119,7 @@ async def usage_report(
         source=source,
         rows=[usage_row(row, group_by) for row in rows],
         totals=usage_row(totals, []) if totals else empty,
+        unrated=UnratedLine(int(waiting.events), *(int(getattr(waiting, name)) for name in TOKEN_METRICS)),
         next_cursor=encode_cursor(*(getattr(rows[-1], key) for key in group_by)) if more else None,
     )
 

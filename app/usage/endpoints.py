@@ -1,8 +1,9 @@
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Controller, Request, get, post
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromQuery, JSONBody, QueryParameter
 from litestar.response import Response
 
@@ -18,6 +19,13 @@ from app.usage import repository, service
 from app.usage.schemas import BatchIn, BatchOut, BatchResult, UsageEvent, UsageIn
 
 AnyRequest = Request[Principal, str, Any]
+UNRATED = {
+    202: ResponseSpec(
+        data_container=UsageEvent,
+        description="Recorded unrated: the catalog cannot price the model yet; the event is charged once it can",
+        generate_examples=False,
+    )
+}
 
 
 def prepare(request: AnyRequest, event: UsageIn) -> service.Prepared:
@@ -29,9 +37,10 @@ class UsageController(Controller):
     path = "/usage"
     tags = ["usage"]
 
-    @post("/", opt={"scope": "usage:write"}, status_code=201, responses=errors(404, 409, 422))
+    @post("/", opt={"scope": "usage:write"}, status_code=201, responses=errors(404, 409, 422) | UNRATED)
     async def record_usage(self, request: AnyRequest, data: JSONBody[UsageIn]) -> Response[UsageEvent]:
-        """Record one usage event and charge it; a retry with the same `event_id` replays the first answer (200)."""
+        """Record one usage event and charge it (201), or keep it unrated when the catalog cannot price it yet
+        (202); a retry with the same `event_id` answers the event as it stands now (200)."""
         outcome = await request.app.state.coalescer.submit(prepare(request, data))
         EVENTS.labels(outcome.status).inc()
         if outcome.status == "error":
@@ -39,6 +48,9 @@ class UsageController(Controller):
         event = service.for_audience(outcome.event, request.user.is_finance)
         if outcome.status == "duplicate":
             return Response(event, status_code=200, headers={"Idempotent-Replayed": "true"})
+        if outcome.status == "unrated":
+            request.app.state.rater.waiting(outcome.event)
+            return Response(event, status_code=202)
         return Response(event, status_code=201)
 
     @post("/batch", opt={"scope": "usage:write"}, status_code=200)
@@ -73,10 +85,16 @@ class UsageController(Controller):
             else:
                 view = service.for_audience(outcome.event, finance)
                 results[index] = BatchResult(index, outcome.status, event.event_id, event=view)
-        counts = {status: sum(1 for r in results if r.status == status) for status in ("created", "duplicate", "error")}
+        counts = {status: 0 for status in ("created", "unrated", "duplicate", "error")}
+        for result in results:
+            counts[result.status] += 1
         for status, count in counts.items():
             EVENTS.labels(status).inc(count)
-        return BatchOut(results, counts["created"], counts["duplicate"], counts["error"])
+        if counts["unrated"]:
+            for result in results:
+                if result.status == "unrated":
+                    state.rater.waiting(result.event)
+        return BatchOut(results, counts["created"], counts["duplicate"], counts["error"], counts["unrated"])
 
     @get("/", opt={"scope": "ledger:read"}, responses=errors(404))
     async def list_usage(
@@ -86,12 +104,14 @@ class UsageController(Controller):
         account_id: FromQuery[str | None] = None,
         model: FromQuery[str | None] = None,
         provider: FromQuery[str | None] = None,
+        status: FromQuery[Literal["charged", "unrated"] | None] = None,
         from_: Annotated[datetime | None, QueryParameter(name="from")] = None,
         to: FromQuery[datetime | None] = None,
         cursor: FromQuery[str | None] = None,
         limit: FromQuery[int] = DEFAULT_LIMIT,
     ) -> Page[UsageEvent]:
-        """Usage events, oldest first, filtered by account, model, provider and `occurred_at` range [from, to)."""
+        """Usage events, charged and unrated, oldest first, filtered by account, model, provider, `status` and
+        `occurred_at` range [from, to)."""
         after = decode_cursor(cursor, datetime, int)
         model_id = request.app.state.catalog.catalog.require(model).id if model else None
         async with db.connect() as conn:
@@ -100,6 +120,7 @@ class UsageController(Controller):
                 account_id=request.user.account(account_id),
                 model_id=model_id,
                 provider=provider,
+                status=status,
                 start=aware(from_, "from"),
                 end=aware(to, "to"),
                 after=after,

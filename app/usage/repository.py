@@ -2,11 +2,26 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 import asyncpg
-from sqlalchemy import Row, select, tuple_
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Numeric,
+    Row,
+    Text,
+    cast,
+    false,
+    func,
+    literal_column,
+    null,
+    select,
+    tuple_,
+    union_all,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.functions import count
 
 from app.db import numerics
-from app.tables import ledger_entries, usage_events
+from app.tables import ledger_entries, unrated_usage, usage_events
 
 if TYPE_CHECKING:
     from app.usage.service import Prepared
@@ -14,7 +29,8 @@ if TYPE_CHECKING:
 EVENT_COLUMNS = (
     "account_id", "event_id", "model_id", "price_id", "margin", "credits_per_usd", "input_tokens", "output_tokens",
     "cached_input_tokens", "cache_write_tokens", "reasoning_tokens", "cost", "upstream_cost_usd", "credits_usd",
-    "occurred_at", "authorization_id", "metadata",
+    "occurred_at", "authorization_id", "metadata", "reported_model", "provider", "usage", "usage_format",
+    "cache_write_1h_tokens",
 )  # fmt: skip
 # The sums a usage rollup keeps, over events `e`; reports over raw events use the same expressions,
 # so the two agree to the last digit.
@@ -30,20 +46,22 @@ ROLLUP_COLUMNS = (
 )  # fmt: skip
 # Columns of EVENT_COLUMNS sent as one text each (`db.numerics`).
 NUMERIC_COLUMNS = frozenset({"margin", "credits_per_usd", "cost", "upstream_cost_usd", "credits_usd"})
-# One statement records the events and adds them to their daily rollups. Parameters $1..$17 are the
-# columns of EVENT_COLUMNS in order, one array each (a joined text for NUMERIC_COLUMNS); $18 the
-# overdrawn flags; $19 the time recorded.
+# One statement records the events and adds them to their daily rollups. Parameters $1..$22 are the
+# columns of EVENT_COLUMNS in order, one array each (a joined text for NUMERIC_COLUMNS); $23 the
+# overdrawn flags; $24 the time recorded.
 INSERT = f"""
     WITH e AS (
         INSERT INTO usage_events (
             account_id, event_id, model_id, price_id, margin, credits_per_usd, input_tokens, output_tokens,
             cached_input_tokens, cache_write_tokens, reasoning_tokens, cost, upstream_cost_usd, credits_usd,
-            occurred_at, authorization_id, metadata, overdrawn, recorded_at)
-        SELECT *, $19 FROM unnest(
+            occurred_at, authorization_id, metadata, reported_model, provider, usage, usage_format,
+            cache_write_1h_tokens, overdrawn, recorded_at)
+        SELECT *, $24 FROM unnest(
             $1::text[], $2::text[], $3::text[], $4::bigint[], string_to_array($5, ',')::numeric[],
             string_to_array($6, ',')::numeric[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[],
             $11::bigint[], string_to_array($12, ',')::numeric[], string_to_array($13, ',')::numeric[],
-            string_to_array($14, ',')::numeric[], $15::timestamptz[], $16::text[], $17::jsonb[], $18::boolean[])
+            string_to_array($14, ',')::numeric[], $15::timestamptz[], $16::text[], $17::jsonb[], $18::text[],
+            $19::text[], $20::jsonb[], $21::text[], $22::bigint[], $23::boolean[])
         RETURNING id, account_id, event_id, model_id, occurred_at, input_tokens, output_tokens, cached_input_tokens,
             cache_write_tokens, reasoning_tokens, cost, upstream_cost_usd, credits_usd
     ), rollups AS (
@@ -57,21 +75,55 @@ INSERT = f"""
 """  # noqa: S608 (built from constants only)
 
 
+# Already recorded events, charged or unrated, in the columns `service.stored_view` reads
+# (`_stored_select` below writes the same in SQLAlchemy Core for listings).
+EXISTING = """
+    WITH k AS (SELECT * FROM unnest($1::text[], $2::text[]) AS k(account_id, event_id))
+    SELECT 'charged' AS status, u.id, u.account_id, u.event_id, u.model_id, u.price_id, u.margin, u.input_tokens,
+           u.output_tokens, u.cached_input_tokens, u.cache_write_tokens, u.reasoning_tokens, u.cache_write_1h_tokens,
+           u.cost, u.upstream_cost_usd, u.occurred_at, u.recorded_at, u.authorization_id, u.metadata, u.overdrawn,
+           u.reported_model, u.provider, u.usage, u.usage_format, NULL AS unrated_reason, u.unrated_since,
+           l.balance_after
+    FROM k JOIN usage_events u USING (account_id, event_id)
+    JOIN ledger_entries l ON l.usage_event_id = u.id AND l.kind = 'usage'
+    UNION ALL
+    SELECT 'unrated', r.id, r.account_id, r.event_id, r.model_id, NULL, NULL, r.input_tokens, r.output_tokens,
+           r.cached_input_tokens, r.cache_write_tokens, r.reasoning_tokens, r.cache_write_1h_tokens, NULL, NULL,
+           r.occurred_at, r.recorded_at, NULL, r.metadata, false, r.reported_model, r.provider, r.usage,
+           r.usage_format, r.reason, NULL, NULL
+    FROM k JOIN unrated_usage r USING (account_id, event_id)
+"""
+
+
 async def existing(conn: asyncpg.Connection, keys: list[tuple[str, str]]) -> list[asyncpg.Record]:
-    """Already recorded events among (account_id, event_id) keys, with their balance_after."""
+    """Already recorded events, charged or unrated, among (account_id, event_id) keys."""
     if not keys:
         return []
     accounts, event_ids = zip(*keys, strict=True)
-    return await conn.fetch(
-        """
-        SELECT u.*, l.balance_after
-        FROM unnest($1::text[], $2::text[]) AS k(account_id, event_id)
-        JOIN usage_events u USING (account_id, event_id)
-        JOIN ledger_entries l ON l.usage_event_id = u.id AND l.kind = 'usage'
-        """,
-        accounts,
-        event_ids,
-    )
+    return await conn.fetch(EXISTING, accounts, event_ids)
+
+
+UNRATED_COLUMNS = (
+    "account_id", "event_id", "reported_model", "provider", "unrated_reason", "model_id", "input_tokens",
+    "output_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens", "cache_write_1h_tokens",
+    "usage", "usage_format", "occurred_at", "metadata",
+)  # fmt: skip
+INSERT_UNRATED = """
+    INSERT INTO unrated_usage (
+        account_id, event_id, reported_model, provider, reason, model_id, input_tokens, output_tokens,
+        cached_input_tokens, cache_write_tokens, reasoning_tokens, cache_write_1h_tokens, usage, usage_format,
+        occurred_at, metadata, recorded_at)
+    SELECT *, $17 FROM unnest(
+        $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::bigint[],
+        $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::jsonb[], $14::text[], $15::timestamptz[],
+        $16::jsonb[])
+"""
+
+
+async def insert_unrated(conn: asyncpg.Connection, events: list["Prepared"], now: datetime) -> None:
+    """Store events the catalog cannot price yet: no ledger entry, no rollup."""
+    columns = [[getattr(event, name) for event in events] for name in UNRATED_COLUMNS]
+    await conn.execute(INSERT_UNRATED, *columns, now)
 
 
 async def insert(
@@ -90,36 +142,146 @@ async def insert(
     return {(row["account_id"], row["event_id"]): row["id"] for row in rows}
 
 
+def _stored_select(status: str):
+    """One table's events in the columns of STORED, as SQLAlchemy Core."""
+    if status == "charged":
+        u = usage_events.c
+        return select(
+            literal_column("'charged'").label("status"), u.id, u.account_id, u.event_id, u.model_id, u.price_id,
+            u.margin, *(u[name] for name in TOKEN_COLUMNS), u.cost, u.upstream_cost_usd, u.occurred_at, u.recorded_at,
+            u.authorization_id, u.metadata, u.overdrawn, u.reported_model, u.provider, u.usage, u.usage_format,
+            cast(null(), Text).label("unrated_reason"), u.unrated_since, ledger_entries.c.balance_after,
+        ).join(
+            ledger_entries,
+            (ledger_entries.c.usage_event_id == u.id) & (ledger_entries.c.kind == "usage"),
+        ), usage_events  # fmt: skip
+    r = unrated_usage.c
+    return select(
+        literal_column("'unrated'").label("status"), r.id, r.account_id, r.event_id, r.model_id,
+        cast(null(), BigInteger).label("price_id"), cast(null(), Numeric).label("margin"),
+        *(r[name] for name in TOKEN_COLUMNS), cast(null(), Numeric).label("cost"),
+        cast(null(), Numeric).label("upstream_cost_usd"), r.occurred_at, r.recorded_at,
+        cast(null(), Text).label("authorization_id"), r.metadata, false().label("overdrawn"), r.reported_model,
+        r.provider, r.usage, r.usage_format, r.reason.label("unrated_reason"),
+        cast(null(), DateTime(timezone=True)).label("unrated_since"), cast(null(), Numeric).label("balance_after"),
+    ), unrated_usage  # fmt: skip
+
+
+TOKEN_COLUMNS = (
+    "input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens",
+    "cache_write_1h_tokens",
+)  # fmt: skip
+
+
 async def list_events(
     conn: AsyncConnection,
     *,
     account_id: str | None,
     model_id: str | None,
     provider: str | None,
+    status: str | None,
     start: datetime | None,
     end: datetime | None,
     after: tuple[datetime, int] | None,
     limit: int,
 ) -> list[Row]:
-    query = (
-        select(usage_events, ledger_entries.c.balance_after)
-        .join(
-            ledger_entries,
-            (ledger_entries.c.usage_event_id == usage_events.c.id) & (ledger_entries.c.kind == "usage"),
-        )
-        .order_by(usage_events.c.occurred_at, usage_events.c.id)
-        .limit(limit)
+    """Charged and unrated events (or one `status`), oldest first; a page after `after`."""
+    parts = []
+    for kind in ("charged", "unrated"):
+        if status not in (None, kind):
+            continue
+        query, table = _stored_select(kind)
+        c = table.c
+        if account_id is not None:
+            query = query.where(c.account_id == account_id)
+        if model_id is not None:
+            query = query.where(c.model_id == model_id)
+        if provider is not None:
+            served = c.model_id.startswith(provider + "/", autoescape=True)
+            query = query.where(served if kind == "charged" else served | (c.provider == provider))
+        if start is not None:
+            query = query.where(c.occurred_at >= start)
+        if end is not None:
+            query = query.where(c.occurred_at < end)
+        if after is not None:
+            query = query.where(tuple_(c.occurred_at, c.id) > tuple_(*after))
+        # Each part is ordered and limited too, so each reads no more than a page by its index.
+        parts.append(query.order_by(c.occurred_at, c.id).limit(limit))
+    both = union_all(*(part.subquery().select() for part in parts)).subquery()
+    return list(await conn.execute(select(both).order_by(both.c.occurred_at, both.c.id).limit(limit)))
+
+
+async def unrated_totals(
+    conn: AsyncConnection, account_id: str | None, start: datetime | None, end: datetime | None
+) -> Row:
+    """What waits unrated among the events that occurred in [start, end): the report's unrated line."""
+    c = unrated_usage.c
+    query = select(
+        count().label("events"), *(func.coalesce(func.sum(c[name]), 0).label(name) for name in TOKEN_COLUMNS)
     )
     if account_id is not None:
-        query = query.where(usage_events.c.account_id == account_id)
-    if model_id is not None:
-        query = query.where(usage_events.c.model_id == model_id)
-    if provider is not None:
-        query = query.where(usage_events.c.model_id.startswith(provider + "/", autoescape=True))
+        query = query.where(c.account_id == account_id)
     if start is not None:
-        query = query.where(usage_events.c.occurred_at >= start)
+        query = query.where(c.occurred_at >= start)
     if end is not None:
-        query = query.where(usage_events.c.occurred_at < end)
-    if after is not None:
-        query = query.where(tuple_(usage_events.c.occurred_at, usage_events.c.id) > tuple_(*after))
-    return list(await conn.execute(query))
+        query = query.where(c.occurred_at < end)
+    return (await conn.execute(query)).one()
+
+
+async def unrated_pairs(conn: asyncpg.Connection) -> list[tuple[str, str | None]]:
+    """The distinct (model string, provider) pairs of the events waiting unrated."""
+    rows = await conn.fetch("SELECT DISTINCT reported_model, provider FROM unrated_usage")
+    return sorted(((row[0], row[1]) for row in rows), key=lambda pair: (pair[0], pair[1] or ""))
+
+
+async def unrated_of(
+    conn: asyncpg.Connection, pair: tuple[str, str | None], after: int, limit: int
+) -> list[asyncpg.Record]:
+    """Waiting events of one (model string, provider) pair, by id after `after`."""
+    return await conn.fetch(
+        "SELECT * FROM unrated_usage WHERE reported_model = $1 AND provider IS NOT DISTINCT FROM $2 AND id > $3 "
+        "ORDER BY id LIMIT $4",
+        *pair,
+        after,
+        limit,
+    )
+
+
+async def unrated_count(conn: asyncpg.Connection) -> int:
+    return await conn.fetchval("SELECT count(*) FROM unrated_usage")
+
+
+async def take_unrated(conn: asyncpg.Connection, keys: list[tuple[str, str]]) -> list[asyncpg.Record]:
+    """Delete waiting events by (account_id, event_id); the ones this transaction took."""
+    accounts, event_ids = zip(*keys, strict=True)
+    return await conn.fetch(
+        """
+        DELETE FROM unrated_usage r USING unnest($1::text[], $2::text[]) AS k(account_id, event_id)
+        WHERE (r.account_id, r.event_id) = (k.account_id, k.event_id)
+        RETURNING r.account_id, r.event_id, r.recorded_at
+        """,
+        accounts,
+        event_ids,
+    )
+
+
+async def mark_rated(conn: asyncpg.Connection, rated: list[tuple[tuple[str, str], datetime]]) -> None:
+    """Charged events keep when they were first recorded, unrated."""
+    await conn.execute(
+        """
+        UPDATE usage_events u SET unrated_since = k.since
+        FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS k(account_id, event_id, since)
+        WHERE (u.account_id, u.event_id) = (k.account_id, k.event_id)
+        """,
+        [key[0] for key, _ in rated],
+        [key[1] for key, _ in rated],
+        [since for _, since in rated],
+    )
+
+
+async def unrated_summary(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    """What waits unrated, by (model string, provider, reason), largest first."""
+    return await conn.fetch(
+        "SELECT reported_model, provider, reason, count(*) AS events FROM unrated_usage "
+        "GROUP BY 1, 2, 3 ORDER BY events DESC, 1, 2"
+    )

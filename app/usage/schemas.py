@@ -1,33 +1,47 @@
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
 EventId = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+ModelRef = Annotated[str, msgspec.Meta(min_length=1, max_length=300)]
+ProviderRef = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
 MAX_BATCH = 1000
 
 
 class UsageIn(msgspec.Struct, forbid_unknown_fields=True):
-    """One upstream LLM call. `cached_input_tokens` and `cache_write_tokens` are parts of
-    `input_tokens`; `reasoning_tokens` is part of `output_tokens`."""
+    """One upstream LLM call, as token fields or as the provider's own `usage` object (not both).
+    `cached_input_tokens` and `cache_write_tokens` are parts of `input_tokens` (`cache_write_1h_tokens`
+    part of `cache_write_tokens`); `reasoning_tokens` is part of `output_tokens`. `model` is the string
+    the provider's response carried; `provider`, who served the call."""
 
     event_id: EventId
-    model: Annotated[str, msgspec.Meta(min_length=1, max_length=300)]
-    input_tokens: int
-    output_tokens: int = 0
+    model: ModelRef
+    input_tokens: int | None = None
+    output_tokens: int | None = None
     account_id: str | None = None
-    cached_input_tokens: int = 0
-    cache_write_tokens: int = 0
-    reasoning_tokens: int = 0
+    cached_input_tokens: int | None = None
+    cache_write_tokens: int | None = None
+    cache_write_1h_tokens: int | None = None
+    reasoning_tokens: int | None = None
     occurred_at: datetime | None = None
     authorization_id: Annotated[str, msgspec.Meta(max_length=200)] | None = None
     metadata: dict[str, str] | None = None
+    provider: ProviderRef | None = None
+    # The provider's usage object exactly as its API returned it; `usage_format` one of
+    # openai, openai-responses, anthropic, gemini, bedrock (default: told by the object's shape).
+    usage: dict[str, Any] | None = None
+    usage_format: Annotated[str, msgspec.Meta(max_length=50)] | None = None
 
 
 class UsageEvent(msgspec.Struct, omit_defaults=True):
+    """A recorded event. `status` is `charged`, or `unrated`: stored, not charged (no cost, price
+    version, margin or balance yet) until the catalog can price it, when it is charged once."""
+
     event_id: str
     account_id: str
-    model: str
+    # The catalog model's id; for an unrated event whose model is unknown, the string reported.
+    model: str | None
     input_tokens: int
     output_tokens: int
     cached_input_tokens: int
@@ -35,15 +49,25 @@ class UsageEvent(msgspec.Struct, omit_defaults=True):
     reasoning_tokens: int
     occurred_at: datetime
     recorded_at: datetime
-    cost: str
-    price_version: int
-    margin: str
-    balance_after: str
+    cost: str | None
+    price_version: int | None
+    margin: str | None
+    balance_after: str | None
     overdrawn: bool
     authorization_id: str | None
     metadata: dict[str, str] | None
+    status: Literal["charged", "unrated"]
     replay: bool = False
-    upstream_cost_usd: str | msgspec.UnsetType = msgspec.UNSET
+    cache_write_1h_tokens: int = 0
+    # As reported, when it differs from `model`.
+    reported_model: str | None = None
+    provider: str | None = None
+    usage: dict[str, Any] | None = None
+    usage_format: str | None = None
+    # Unrated: why (model_not_found or model_unpriced). Charged after waiting: since when it waited.
+    unrated_reason: str | None = None
+    unrated_since: datetime | None = None
+    upstream_cost_usd: str | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class BatchIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -60,7 +84,7 @@ class ErrorObject(msgspec.Struct, omit_defaults=True):
 
 class BatchResult(msgspec.Struct, omit_defaults=True):
     index: int
-    status: Literal["created", "duplicate", "error"]
+    status: Literal["created", "unrated", "duplicate", "error"]
     event_id: str | None = None
     event: UsageEvent | None = None
     error: ErrorObject | None = None
@@ -71,3 +95,4 @@ class BatchOut(msgspec.Struct):
     created: int
     duplicates: int
     errors: int
+    unrated: int = 0

@@ -17,50 +17,70 @@ from app.ledger import repository as ledger_repository
 from app.ledger.service import open_books
 from app.money import money, subtract
 from app.times import utc
-from app.usage import repository
+from app.usage import reported, repository
 from app.usage.schemas import ErrorObject, UsageEvent, UsageIn
 
 # Reporters' clocks drift; an event stamped this far ahead of ours is still accepted.
 CLOCK_SKEW = timedelta(minutes=1)
 MAX_METADATA_KEYS = 50
 MAX_METADATA_LENGTH = 1000
-TOKEN_FIELDS = ("input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens")
+TOKEN_FIELDS = (
+    "input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens",
+    "cache_write_1h_tokens",
+)  # fmt: skip
 
 
 class Prepared(msgspec.Struct, frozen=True, gc=False):
     """A validated, priced event, ready to be written. (A msgspec Struct: immutable like a frozen
-    dataclass, and made 20 times faster, which counts at a thousand per batch.)"""
+    dataclass, and made 20 times faster, which counts at a thousand per batch.)
+
+    An unrated event (`unrated_reason` set) has no price: `price_id`, `margin` and the amounts are
+    None, and `model_id` is None too when the model string resolved to nothing."""
 
     account_id: str
     event_id: str
-    model_id: str
-    price_id: int
-    margin: Decimal
+    model_id: str | None
+    price_id: int | None
+    margin: Decimal | None
     credits_per_usd: Decimal
     input_tokens: int
     output_tokens: int
     cached_input_tokens: int
     cache_write_tokens: int
     reasoning_tokens: int
-    cost: Decimal
-    upstream_cost_usd: Decimal
-    credits_usd: Decimal
+    cost: Decimal | None
+    upstream_cost_usd: Decimal | None
+    credits_usd: Decimal | None
     occurred_at: datetime
-    occurred_at_given: bool
     authorization_id: str | None
     metadata: dict[str, str] | None
+    # The model string as reported when it is not the model's id (always, when unrated).
+    reported_model: str | None
+    provider: str | None
+    usage: dict[str, Any] | None
+    usage_format: str | None
+    cache_write_1h_tokens: int
+    occurred_at_given: bool
+    unrated_reason: str | None = None
 
     def payload(self, with_time: bool) -> dict[str, Any]:
         """What a retry must repeat exactly. The time counts only when the retry states one: a
         retry that leaves occurred_at out means "when it happened", whatever the first copy said."""
         fields = {name: getattr(self, name) for name in TOKEN_FIELDS}
-        fields |= {"model": self.model_id, "authorization_id": self.authorization_id, "metadata": self.metadata}
+        fields |= {
+            "model": self.reported_model or self.model_id,
+            "provider": self.provider,
+            "authorization_id": self.authorization_id,
+            "metadata": self.metadata,
+        }
         if with_time:
             fields["occurred_at"] = self.occurred_at
         return fields
 
 
 def prepare(event: UsageIn, principal: Principal, catalog: Catalog, now: datetime) -> Prepared:
+    """Validate and price one event. A model that does not resolve, or has no price for this usage,
+    gives an unrated event rather than an error: the usage happened and must not be lost."""
     account_id = principal.account(event.account_id)
     if account_id is None:
         raise InvalidRequest("`account_id` is required for a key not bound to an account", param="account_id")
@@ -73,17 +93,52 @@ def prepare(event: UsageIn, principal: Principal, catalog: Catalog, now: datetim
         check_metadata(event.metadata)
     check_text(event.event_id, "event_id")
     check_text(event.model, "model")
+    check_text(event.provider, "provider")
     check_text(event.authorization_id, "authorization_id")
-    # Usage of a disabled provider's model still happened, so it is still charged.
-    model = catalog.require(event.model)
-    usage = pricing.Usage(
-        event.input_tokens,
-        event.output_tokens,
-        event.cached_input_tokens,
-        event.cache_write_tokens,
-        event.reasoning_tokens,
-    )
-    upstream_usd, cost, price, margin = catalog.charge(model, usage, occurred_at)
+    usage, usage_format = usage_of(event)
+    model = catalog.resolve(event.model, event.provider)
+    reason = None
+    if model is None:
+        pricing.validate_usage(usage, embedding=False)  # as charging does, before anything else
+        reason = "model_not_found"
+    else:
+        try:
+            # Usage of a disabled provider's model still happened, so it is still charged.
+            upstream_usd, cost, price, margin = catalog.charge(model, usage, occurred_at)
+        except pricing.ModelUnpriced:
+            reason = "model_unpriced"
+    if reason is not None:
+        if event.authorization_id is not None:
+            # A hold was priced, so the event that settles it names a model the catalog prices.
+            if model is None:
+                raise NotFound(f"Model '{event.model}' not found", code="model_not_found", param="model")
+            raise pricing.ModelUnpriced(f"Model '{model.id}' has no known price for this usage", param="model")
+        return Prepared(
+            account_id,
+            event.event_id,
+            None if model is None else model.id,
+            None,
+            None,
+            catalog.credits_per_usd,
+            usage.input_tokens,
+            usage.output_tokens,
+            usage.cached_input_tokens,
+            usage.cache_write_tokens,
+            usage.reasoning_tokens,
+            None,
+            None,
+            None,
+            occurred_at,
+            None,
+            event.metadata,
+            event.model,
+            event.provider,
+            event.usage,
+            usage_format,
+            usage.cache_write_1h_tokens,
+            given,
+            reason,
+        )
     credits_per_usd = catalog.credits_per_usd
     return Prepared(
         account_id,
@@ -101,9 +156,63 @@ def prepare(event: UsageIn, principal: Principal, catalog: Catalog, now: datetim
         upstream_usd,
         pricing.credits_value(cost, credits_per_usd),
         occurred_at,
-        given,
         event.authorization_id,
         event.metadata,
+        None if event.model == model.id else event.model,
+        event.provider,
+        event.usage,
+        usage_format,
+        usage.cache_write_1h_tokens,
+        given,
+    )
+
+
+def rerate(row: Any, catalog: Catalog, now: datetime) -> Prepared | None:
+    """A waiting event (an `unrated_usage` row) priced by the catalog as it is now, at the price and
+    margin in effect when it occurred (`Catalog.charge_waiting`); None while it still cannot be."""
+    model = catalog.resolve(row["reported_model"], row["provider"])
+    if model is None:
+        return None
+    usage = pricing.Usage(*(row[name] for name in TOKEN_FIELDS))
+    try:
+        upstream_usd, cost, price, margin = catalog.charge_waiting(model, usage, row["occurred_at"], now)
+    except AppError:  # still unpriced, or (an embedding model) output it cannot have produced
+        return None
+    credits_per_usd = catalog.credits_per_usd
+    return Prepared(
+        row["account_id"],
+        row["event_id"],
+        model.id,
+        price.id,
+        margin,
+        credits_per_usd,
+        *(row[name] for name in TOKEN_FIELDS[:5]),
+        cost,
+        upstream_usd,
+        pricing.credits_value(cost, credits_per_usd),
+        row["occurred_at"],
+        None,
+        row["metadata"],
+        None if row["reported_model"] == model.id else row["reported_model"],
+        row["provider"],
+        row["usage"],
+        row["usage_format"],
+        row["cache_write_1h_tokens"],
+        True,
+    )
+
+
+def usage_of(event: UsageIn) -> tuple[pricing.Usage, str | None]:
+    return reported.usage_from(
+        event.usage,
+        event.usage_format,
+        event.provider,
+        input_tokens=event.input_tokens,
+        output_tokens=event.output_tokens,
+        cached_input_tokens=event.cached_input_tokens,
+        cache_write_tokens=event.cache_write_tokens,
+        cache_write_1h_tokens=event.cache_write_1h_tokens,
+        reasoning_tokens=event.reasoning_tokens,
     )
 
 
@@ -129,7 +238,7 @@ def check_metadata(metadata: dict[str, str] | None) -> None:
 
 
 class Outcome(msgspec.Struct, frozen=True):
-    status: str  # created | duplicate | error
+    status: str  # created | unrated | duplicate | error
     event: UsageEvent | None = None
     error: AppError | None = None
 
@@ -154,36 +263,99 @@ def created_view(event: Prepared, balance_after: Decimal, overdrawn: bool, recor
         overdrawn,
         event.authorization_id,
         event.metadata,
+        "charged",
         False,
+        event.cache_write_1h_tokens,
+        event.reported_model,
+        event.provider,
+        event.usage,
+        event.usage_format,
+        None,
+        None,
         money(event.upstream_cost_usd),
     )
 
 
+def unrated_view(event: Prepared, recorded_at: datetime) -> UsageEvent:
+    return UsageEvent(
+        event.event_id,
+        event.account_id,
+        event.model_id or event.reported_model,
+        event.input_tokens,
+        event.output_tokens,
+        event.cached_input_tokens,
+        event.cache_write_tokens,
+        event.reasoning_tokens,
+        event.occurred_at,
+        recorded_at,
+        None,
+        None,
+        None,
+        None,
+        False,
+        None,
+        event.metadata,
+        "unrated",
+        False,
+        event.cache_write_1h_tokens,
+        event.reported_model,
+        event.provider,
+        event.usage,
+        event.usage_format,
+        event.unrated_reason,
+        None,
+        None,
+    )
+
+
 def stored_view(row: Any, *, replay: bool = False) -> UsageEvent:
+    """A stored event, charged or unrated (`repository.existing` and `list_events` rows)."""
+    charged = row["status"] == "charged"
     return UsageEvent(
         event_id=row["event_id"],
         account_id=row["account_id"],
-        model=row["model_id"],
+        model=row["model_id"] or row["reported_model"],
         **{name: row[name] for name in TOKEN_FIELDS},
         occurred_at=row["occurred_at"],
         recorded_at=row["recorded_at"],
-        cost=money(row["cost"]),
+        cost=money(row["cost"]) if charged else None,
         price_version=row["price_id"],
-        margin=str(row["margin"]),
-        balance_after=money(row["balance_after"]),
+        margin=str(row["margin"]) if charged else None,
+        balance_after=money(row["balance_after"]) if charged else None,
         overdrawn=row["overdrawn"],
         authorization_id=row["authorization_id"],
         metadata=row["metadata"],
+        status=row["status"],
         replay=replay,
-        upstream_cost_usd=money(row["upstream_cost_usd"]),
+        reported_model=row["reported_model"],
+        provider=row["provider"],
+        usage=row["usage"],
+        usage_format=row["usage_format"],
+        unrated_reason=row["unrated_reason"],
+        unrated_since=row["unrated_since"],
+        upstream_cost_usd=money(row["upstream_cost_usd"]) if charged else None,
     )
 
 
 def stored_payload(row: Any, given_occurred_at: bool) -> dict[str, Any]:
     fields = {name: row[name] for name in TOKEN_FIELDS}
-    fields |= {"model": row["model_id"], "authorization_id": row["authorization_id"], "metadata": row["metadata"]}
+    fields |= {
+        "model": row["reported_model"] or row["model_id"],
+        "provider": row["provider"],
+        "authorization_id": row["authorization_id"],
+        "metadata": row["metadata"],
+    }
     if given_occurred_at:
         fields["occurred_at"] = row["occurred_at"]
+    return fields
+
+
+def differing(first: dict[str, Any], second: dict[str, Any], first_model: str | None, second_model: str | None):
+    """The fields in which a retry differs. Two strings that resolve to the same model (an alias and
+    the id, a dated snapshot and the alias) name the same model, whatever provider was said."""
+    fields = differing_fields(first, second)
+    if first_model is not None and first_model == second_model:
+        fields = [name for name in fields if name not in ("model", "provider")]
     return fields
 
 
@@ -225,6 +397,12 @@ async def record(conn: asyncpg.Connection, batch: list[Prepared], now: datetime)
             new.append(index)
 
     settling = await claim_holds(conn, batch, new, outcomes)
+    unrated = [index for index in new if batch[index].unrated_reason is not None]
+    if unrated:
+        new = [index for index in new if batch[index].unrated_reason is None]
+        await repository.insert_unrated(conn, [batch[index] for index in unrated], now)
+        for index in unrated:
+            outcomes[index] = Outcome("unrated", event=unrated_view(batch[index], now))
 
     # Events are stored with their overdraft flag, so the balances they lead to are projected first;
     # posting them below, in the same (request) order, gives the same figures.
@@ -297,7 +475,8 @@ async def claim_holds(
 
 
 def replay(event: Prepared, row: Any) -> Outcome:
-    fields = differing_fields(stored_payload(row, event.occurred_at_given), event.payload(event.occurred_at_given))
+    with_time = event.occurred_at_given
+    fields = differing(stored_payload(row, with_time), event.payload(with_time), row["model_id"], event.model_id)
     if fields:
         return Outcome("error", error=reused(event.event_id, fields))
     return Outcome("duplicate", event=stored_view(row, replay=True))
@@ -307,7 +486,7 @@ def repeat_in_batch(event: Prepared, original: Prepared, outcome: Outcome) -> Ou
     if outcome.status == "error" and outcome.error.code == "account_not_found":
         return outcome
     with_time = event.occurred_at_given
-    fields = differing_fields(original.payload(with_time), event.payload(with_time))
+    fields = differing(original.payload(with_time), event.payload(with_time), original.model_id, event.model_id)
     if fields:
         return Outcome("error", error=reused(event.event_id, fields))
     if outcome.event is None:

@@ -3,8 +3,17 @@
 -- or "spread", batch size (0: single events).
 dofile((os.getenv("BENCH_LUA") or "bench/lua") .. "/common.lua")
 
-local models = { "openai/gpt-4o", "openai/gpt-4o-mini", "anthropic/claude-sonnet-4-5", "google/gemini-2.5-flash",
+-- Model strings as provider responses carry them (dated snapshots, wrapped names, a router path), and every
+-- other event reports the provider's usage object instead of token fields (bench/raw.py sends the same).
+local models = { "gpt-4o-2024-08-06", "openai/gpt-4o-mini", "claude-sonnet-4-5-20250929", "models/gemini-2.5-flash",
                  "deepseek/deepseek-chat" }
+local usages = {
+   '"usage": {"prompt_tokens": %d, "completion_tokens": %d, "prompt_tokens_details": {"cached_tokens": 0}}',
+   '"usage": {"prompt_tokens": %d, "completion_tokens": %d}',
+   '"usage": {"input_tokens": %d, "output_tokens": %d, "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0}',
+   '"usage": {"promptTokenCount": %d, "candidatesTokenCount": %d, "totalTokenCount": 0}',
+   '"usage": {"prompt_tokens": %d, "completion_tokens": %d}',
+}
 local counter = 0
 
 function init(args)
@@ -15,9 +24,15 @@ end
 
 local function event(account)
    counter = counter + 1
-   return string.format(
-      '{"event_id": "%s-%d-%d", "account_id": "bench-%04d", "model": "%s", "input_tokens": %d, "output_tokens": %d}',
-      prefix, tid or 0, counter, account, models[counter % #models + 1], 200 + counter % 3000, 20 + counter % 700)
+   local index = counter % #models + 1
+   local tokens
+   if counter % 2 == 0 then
+      tokens = string.format('"input_tokens": %d, "output_tokens": %d', 200 + counter % 3000, 20 + counter % 700)
+   else
+      tokens = string.format(usages[index], 200 + counter % 3000, 20 + counter % 700)
+   end
+   return string.format('{"event_id": "%s-%d-%d", "account_id": "bench-%04d", "model": "%s", %s}',
+      prefix, tid or 0, counter, account, models[index], tokens)
 end
 
 local function account()

@@ -17,17 +17,11 @@ from app.usage.service import error_object
 def usage_of(data: EstimateIn) -> pricing.Usage:
     if data.output_tokens is not None and data.max_output_tokens is not None:
         raise InvalidRequest("Give `output_tokens` or `max_output_tokens`, not both", param="max_output_tokens")
+    capped = data.output_tokens is None and data.max_output_tokens is not None
     usage, _ = reported.usage_from(
-        data.usage,
-        data.usage_format,
-        data.provider,
-        input_tokens=data.input_tokens,
-        output_tokens=data.output_tokens if data.output_tokens is not None else data.max_output_tokens,
-        cached_input_tokens=data.cached_input_tokens,
-        cache_write_tokens=data.cache_write_tokens,
-        cache_write_1h_tokens=data.cache_write_1h_tokens,
-        reasoning_tokens=data.reasoning_tokens,
-        output_field="output_tokens" if data.output_tokens is not None else "max_output_tokens",
+        data,
+        output_tokens=data.max_output_tokens if capped else data.output_tokens,
+        output_field="max_output_tokens" if capped else "output_tokens",
     )
     return usage
 

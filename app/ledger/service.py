@@ -311,18 +311,7 @@ async def authorize(
         raise InvalidRequest(
             "`max_output_tokens` (or the provider's `usage` object) is required", param="max_output_tokens"
         )
-    usage, _ = reported.usage_from(
-        data.usage,
-        data.usage_format,
-        data.provider,
-        input_tokens=data.input_tokens,
-        output_tokens=data.max_output_tokens,
-        cached_input_tokens=data.cached_input_tokens,
-        cache_write_tokens=data.cache_write_tokens,
-        cache_write_1h_tokens=data.cache_write_1h_tokens,
-        reasoning_tokens=None,
-        output_field="max_output_tokens",
-    )
+    usage, _ = reported.usage_from(data, output_tokens=data.max_output_tokens, output_field="max_output_tokens")
     max_output_tokens = usage.output_tokens
     if model.embedding:
         usage = replace(usage, output_tokens=0, reasoning_tokens=0)

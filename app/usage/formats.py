@@ -16,11 +16,7 @@ were absent), Anthropic's 5-minute/1-hour split must add up to its cache writes,
 may list the 1-hour TTL once, and an OpenAI usage without `completion_tokens` counts 0 output tokens
 (the embeddings API's usage is `{"prompt_tokens": 8, "total_tokens": 8}`).
 
-Cost, per object: 2.0 to 3.4 µs with `usage_format` stated, 2.7 to 4.2 µs detected from the shape,
-against 63 to 199 µs for `genai_prices.extract_usage` on the same objects. Measured with timeit (best
-of 15 runs of 100,000 calls; CPython 3.11 on a 2-vCPU AMD EPYC guest, under other load) on
-the tests' worked examples, one per format: CHAT, RESPONSES, CLAUDE, GEMINI_THINKING, BEDROCK_WRITE;
-Anthropic and Bedrock cost the most (more fields, and the cache breakdown).
+What it costs per object, against `genai_prices.extract_usage`: BENCHMARKS.md, "Provider usage objects".
 
 A pure module: every refusal is an `InvalidRequest` (400) whose `param` names the field, as
 `usage.<dotted path>` or `usage_format`, whatever decoded JSON it is given.

@@ -2,6 +2,8 @@
 object (`usage`, read by app/usage/formats.py), never both. Usage events, estimates and holds all
 read their tokens here, so the three count a call alike."""
 
+from typing import Any
+
 import msgspec
 
 from app import pricing
@@ -13,21 +15,24 @@ MAX_USAGE_BYTES = 8192
 ENCODER = msgspec.json.Encoder()
 
 
+# Token fields a request may carry; any one left out (None) counts 0, except `input_tokens`.
+PARTS = ("cached_input_tokens", "cache_write_tokens", "cache_write_1h_tokens", "reasoning_tokens")
+UNSET = object()
+
+
 def usage_from(
-    usage: dict | None,
-    usage_format: str | None,
-    provider: str | None,
-    *,
-    input_tokens: int | None,
-    output_tokens: int | None,
-    cached_input_tokens: int | None,
-    cache_write_tokens: int | None,
-    cache_write_1h_tokens: int | None,
-    reasoning_tokens: int | None,
-    output_field: str = "output_tokens",
+    data: Any, *, output_tokens: Any = UNSET, output_field: str = "output_tokens"
 ) -> tuple[pricing.Usage, str | None]:
-    """The counts, and the usage object's format (None for token fields). A token field left out
-    (None) counts 0, except `input_tokens`, which token fields must give."""
+    """The counts of a usage event, an estimate or a hold (`data`: its token fields, `usage`,
+    `usage_format` and `provider`), and the usage object's format (None for token fields). The output
+    is `output_tokens` unless the caller names another field (a hold's `max_output_tokens`)."""
+    usage, usage_format, provider = data.usage, data.usage_format, data.provider
+    input_tokens = data.input_tokens
+    if output_tokens is UNSET:
+        output_tokens = data.output_tokens
+    cached_input_tokens, cache_write_tokens, cache_write_1h_tokens, reasoning_tokens = (
+        getattr(data, name, None) for name in PARTS
+    )
     fields = {
         "input_tokens": input_tokens,
         output_field: output_tokens,

@@ -95,7 +95,7 @@ def prepare(event: UsageIn, principal: Principal, catalog: Catalog, now: datetim
     check_text(event.model, "model")
     check_text(event.provider, "provider")
     check_text(event.authorization_id, "authorization_id")
-    usage, usage_format = usage_of(event)
+    usage, usage_format = reported.usage_from(event)
     model = catalog.resolve(event.model, event.provider)
     reason = None
     if model is None:
@@ -202,20 +202,6 @@ def rerate(row: Any, catalog: Catalog, now: datetime) -> Prepared | None:
     )
 
 
-def usage_of(event: UsageIn) -> tuple[pricing.Usage, str | None]:
-    return reported.usage_from(
-        event.usage,
-        event.usage_format,
-        event.provider,
-        input_tokens=event.input_tokens,
-        output_tokens=event.output_tokens,
-        cached_input_tokens=event.cached_input_tokens,
-        cache_write_tokens=event.cache_write_tokens,
-        cache_write_1h_tokens=event.cache_write_1h_tokens,
-        reasoning_tokens=event.reasoning_tokens,
-    )
-
-
 def check_text(value: str | None, field: str) -> None:
     # PostgreSQL text cannot hold NUL; refusing it here keeps one such event from failing a batch.
     if value is not None and "\x00" in value:
@@ -243,40 +229,12 @@ class Outcome(msgspec.Struct, frozen=True):
     error: AppError | None = None
 
 
-def created_view(event: Prepared, balance_after: Decimal, overdrawn: bool, recorded_at: datetime) -> UsageEvent:
+def event_view(
+    event: Prepared, recorded_at: datetime, balance_after: Decimal | None = None, overdrawn: bool = False
+) -> UsageEvent:
+    """A just-recorded event: charged, or unrated (no cost, price version, margin or balance)."""
+    charged = event.unrated_reason is None
     # Positional: a thousand of these per batch, and msgspec matches keywords one by one.
-    return UsageEvent(
-        event.event_id,
-        event.account_id,
-        event.model_id,
-        event.input_tokens,
-        event.output_tokens,
-        event.cached_input_tokens,
-        event.cache_write_tokens,
-        event.reasoning_tokens,
-        event.occurred_at,
-        recorded_at,
-        money(event.cost),
-        event.price_id,
-        str(event.margin),
-        money(balance_after),
-        overdrawn,
-        event.authorization_id,
-        event.metadata,
-        "charged",
-        False,
-        event.cache_write_1h_tokens,
-        event.reported_model,
-        event.provider,
-        event.usage,
-        event.usage_format,
-        None,
-        None,
-        money(event.upstream_cost_usd),
-    )
-
-
-def unrated_view(event: Prepared, recorded_at: datetime) -> UsageEvent:
     return UsageEvent(
         event.event_id,
         event.account_id,
@@ -288,14 +246,14 @@ def unrated_view(event: Prepared, recorded_at: datetime) -> UsageEvent:
         event.reasoning_tokens,
         event.occurred_at,
         recorded_at,
-        None,
-        None,
-        None,
-        None,
-        False,
-        None,
+        money(event.cost) if charged else None,
+        event.price_id,
+        str(event.margin) if charged else None,
+        money(balance_after) if charged else None,
+        overdrawn,
+        event.authorization_id,
         event.metadata,
-        "unrated",
+        "charged" if charged else "unrated",
         False,
         event.cache_write_1h_tokens,
         event.reported_model,
@@ -304,7 +262,7 @@ def unrated_view(event: Prepared, recorded_at: datetime) -> UsageEvent:
         event.usage_format,
         event.unrated_reason,
         None,
-        None,
+        money(event.upstream_cost_usd) if charged else None,
     )
 
 
@@ -402,7 +360,7 @@ async def record(conn: asyncpg.Connection, batch: list[Prepared], now: datetime)
         new = [index for index in new if batch[index].unrated_reason is None]
         await repository.insert_unrated(conn, [batch[index] for index in unrated], now)
         for index in unrated:
-            outcomes[index] = Outcome("unrated", event=unrated_view(batch[index], now))
+            outcomes[index] = Outcome("unrated", event=event_view(batch[index], now))
 
     # Events are stored with their overdraft flag, so the balances they lead to are projected first;
     # posting them below, in the same (request) order, gives the same figures.
@@ -423,7 +381,7 @@ async def record(conn: asyncpg.Connection, batch: list[Prepared], now: datetime)
             usage_event_id=event_id,
             description=event.model_id,
         )
-        outcomes[index] = Outcome("created", event=created_view(event, after, overdrawn[index], now))
+        outcomes[index] = Outcome("created", event=event_view(event, now, after, overdrawn[index]))
     await books.close(conn, now)
     if settling:
         settled = [(hold, ids[(batch[i].account_id, batch[i].event_id)], batch[i].cost) for hold, i in settling.items()]

@@ -1,11 +1,13 @@
 """Importing catalog files: idempotent, and a changed price is a new version, never an edit."""
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import text
 
 from app.catalog.importer import import_catalog, plan_prices
+from app.errors import InvalidRequest
 
 
 def catalog_file(provider: str, price: dict, *, extra_prices: list | None = None) -> dict:
@@ -95,3 +97,56 @@ async def test_reimport_keeps_newer_prices_and_known_metadata(scratch, conn_engi
             await conn.execute(text("SELECT max_output_tokens FROM models WHERE id = :m"), {"m": model_id})
         ).scalar()
     assert kept == 4096
+
+
+async def test_match_clauses_are_imported_and_checked(scratch, conn_engine):
+    provider = scratch
+    data = catalog_file(provider, {"input": "1", "output": "2"})
+    data["models"][0]["match"] = {"or": [{"equals": "m"}, {"starts_with": f"{provider}-m-20"}]}
+    await run_import(conn_engine, data, datetime(2026, 1, 1, tzinfo=UTC))
+    async with conn_engine.connect() as conn:
+        stored = (await conn.execute(text("SELECT match FROM models WHERE id = :m"), {"m": f"{provider}/m"})).scalar()
+    assert stored == data["models"][0]["match"]
+    # A malformed clause would stop every worker compiling the catalog: the import refuses it, writing nothing.
+    bad = catalog_file(provider, {"input": "1", "output": "2"})
+    bad["models"][0]["id"], bad["models"][0]["name"] = f"{provider}/n", "n"
+    bad["models"][0]["aliases"] = []
+    bad["models"][0]["match"] = {"starts_with": 5}
+    with pytest.raises(InvalidRequest, match=f"{provider}/n"):
+        await run_import(conn_engine, bad, datetime(2026, 1, 2, tzinfo=UTC))
+    async with conn_engine.connect() as conn:
+        count = (await conn.execute(text("SELECT count(*) FROM models WHERE id = :m"), {"m": f"{provider}/n"})).scalar()
+    assert count == 0
+
+
+async def refresh(client) -> None:
+    """The app's catalog reloaded now, on the app's own event loop (the test client's portal)."""
+    await asyncio.to_thread(client.blocking_portal.call, client.app.state.catalog.refresh)
+
+
+async def test_reimport_keeps_operator_aliases(client, admin, scratch, conn_engine):
+    """An alias an operator set (even over a name the file gives another model) outlives every import."""
+    provider = scratch
+    data = catalog_file(provider, {"input": "1", "output": "2"})
+    data["models"].append(data["models"][0] | {"id": f"{provider}/other", "name": "other", "aliases": []})
+    await run_import(conn_engine, data, datetime(2026, 1, 1, tzinfo=UTC))
+    await refresh(client)  # what the change's notification does, a moment later
+    taken = await client.post(
+        "/catalog/aliases", json={"alias": f"{provider}-m", "model": f"{provider}/other"}, headers=admin
+    )
+    assert taken.status_code == 201, taken.text
+    added = await client.post(
+        "/catalog/aliases", json={"alias": "deploy-7", "model": f"{provider}/m", "provider": provider}, headers=admin
+    )
+    assert added.status_code == 201
+    await run_import(conn_engine, data, datetime(2026, 1, 2, tzinfo=UTC))
+    await refresh(client)
+    resolved = (await client.get("/models/resolve", params={"model": f"{provider}-m"}, headers=admin)).json()
+    assert (resolved["model"], resolved["rule"]) == (f"{provider}/other", "alias")
+    scoped = await client.get("/models/resolve", params={"model": "deploy-7", "provider": provider}, headers=admin)
+    assert scoped.json()["model"] == f"{provider}/m"
+    operator = (await client.get("/catalog/aliases", params={"source": "operator"}, headers=admin)).json()["aliases"]
+    assert {(a["alias"], a["model"], a["provider"]) for a in operator} == {
+        (f"{provider}-m", f"{provider}/other", None),
+        ("deploy-7", f"{provider}/m", provider),
+    }

@@ -9,7 +9,9 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.catalog import repository
+from app.catalog.resolve import compile_match
 from app.catalog.schemas import ImportResult
+from app.errors import InvalidRequest
 from app.pricing import RATE_KINDS, Rates, Tier
 
 DEFAULT_CATALOG = Path(__file__).with_name("default_catalog.json")
@@ -66,6 +68,12 @@ def same_rates(a: Any, b: dict[str, Any]) -> bool:
 
 def model_row(entry: dict[str, Any]) -> dict[str, Any]:
     capabilities = entry.get("capabilities") or {}
+    if entry.get("match") is not None:
+        # Checked before it is stored: every worker compiles the clauses of the whole catalog.
+        try:
+            compile_match(entry["match"])
+        except ValueError as exc:
+            raise InvalidRequest(f"Model '{entry['id']}' has a malformed `match` clause: {exc}") from None
     return {
         "id": entry["id"],
         "provider": entry["provider"],

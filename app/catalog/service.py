@@ -123,7 +123,7 @@ class Catalog:
     def resolve(self, name: str, provider: str | None = None) -> Model | None:
         """The model a reported string names (app/catalog/resolve.py), given who served the call."""
         resolution = self.resolver.resolve(name, provider)
-        return None if resolution is None else self.models[resolution.model_id]
+        return self.models[resolution.model_id] if resolution is not None else None
 
     def require(self, name: str, provider: str | None = None) -> Model:
         model = self.resolve(name, provider)

@@ -18,6 +18,7 @@ ENCODER = msgspec.json.Encoder()
 # Token fields a request may carry; any one left out (None) counts 0, except `input_tokens`.
 PARTS = ("cached_input_tokens", "cache_write_tokens", "cache_write_1h_tokens", "reasoning_tokens")
 UNSET = object()
+NONE = (None,) * (2 + len(PARTS))
 
 
 def usage_from(
@@ -26,45 +27,35 @@ def usage_from(
     """The counts of a usage event, an estimate or a hold (`data`: its token fields, `usage`,
     `usage_format` and `provider`), and the usage object's format (None for token fields). The output
     is `output_tokens` unless the caller names another field (a hold's `max_output_tokens`)."""
-    usage, usage_format, provider = data.usage, data.usage_format, data.provider
-    input_tokens = data.input_tokens
     if output_tokens is UNSET:
         output_tokens = data.output_tokens
-    cached_input_tokens, cache_write_tokens, cache_write_1h_tokens, reasoning_tokens = (
-        getattr(data, name, None) for name in PARTS
-    )
-    fields = {
-        "input_tokens": input_tokens,
-        output_field: output_tokens,
-        "cached_input_tokens": cached_input_tokens,
-        "cache_write_tokens": cache_write_tokens,
-        "cache_write_1h_tokens": cache_write_1h_tokens,
-        "reasoning_tokens": reasoning_tokens,
-    }
-    if usage is None:
-        if usage_format is not None:
+    usage = data.usage
+    if usage is None:  # token fields: the common case, kept short (it runs for every event)
+        if data.usage_format is not None:
             raise InvalidRequest("`usage_format` describes `usage`, which is missing", param="usage_format")
-        if input_tokens is None:
+        if data.input_tokens is None:
             raise InvalidRequest("`input_tokens` (or the provider's `usage` object) is required", param="input_tokens")
         return (
             pricing.Usage(
-                input_tokens,
+                data.input_tokens,
                 output_tokens or 0,
-                cached_input_tokens or 0,
-                cache_write_tokens or 0,
-                reasoning_tokens or 0,
-                cache_write_1h_tokens or 0,
+                data.cached_input_tokens or 0,
+                data.cache_write_tokens or 0,
+                getattr(data, "reasoning_tokens", None) or 0,  # a hold has none
+                data.cache_write_1h_tokens or 0,
             ),
             None,
         )
-    given = [name for name, value in fields.items() if value is not None]
-    if given:
+    values = (data.input_tokens, output_tokens, *(getattr(data, name, None) for name in PARTS))
+    if values != NONE:
+        names = ("input_tokens", output_field, *PARTS)
+        given = next(name for name, value in zip(names, values, strict=True) if value is not None)
         raise InvalidRequest(
-            f"Give token fields or the provider's `usage` object, not both (`{given[0]}` was given)", param=given[0]
+            f"Give token fields or the provider's `usage` object, not both (`{given}` was given)", param=given
         )
     if len(ENCODER.encode(usage)) > MAX_USAGE_BYTES:
         raise InvalidRequest(f"`usage` is larger than {MAX_USAGE_BYTES} bytes", param="usage")
-    found, counts = formats.normalise(usage, usage_format, provider)
+    found, counts = formats.normalise(usage, data.usage_format, data.provider)
     return (
         pricing.Usage(
             counts.input_tokens,

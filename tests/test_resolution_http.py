@@ -1,0 +1,68 @@
+"""Model resolution through the API: the same answer for usage, estimates, holds and the catalog reads, and the
+provider that served a call deciding between copies of a model (tests/test_resolve.py has the rules' table)."""
+
+import pytest
+
+from tests.helpers import assert_error
+
+SONNET_V2 = "anthropic.claude-3-5-sonnet-20241022-v2:0"
+
+
+@pytest.fixture
+async def reader(make_key) -> dict[str, str]:
+    return {"X-API-Key": await make_key("catalog:read")}
+
+
+@pytest.mark.parametrize(
+    ("model", "provider", "expected", "rule"),
+    [
+        ("claude-3-5-sonnet-20241022", None, "anthropic/claude-3-5-sonnet", "match"),
+        ("models/gemini-1.5-flash", None, "google/gemini-1.5-flash", "alias"),
+        ("us.anthropic.claude-3-5-sonnet-20241022-v2:0", None, f"bedrock/{SONNET_V2}", "match"),
+        ("llama3.1:8b", None, "ollama/llama3.1", "ollama_tag"),
+        ("deepseek/deepseek-chat", None, "deepseek/deepseek-chat", "id"),
+        ("deepseek/deepseek-chat", "openrouter", "openrouter/deepseek/deepseek-chat", "name"),
+        ("GPT-4O", "OpenAI", "openai/gpt-4o", "alias"),
+    ],
+)  # fmt: skip
+async def test_resolve_says_which_model_and_why(client, reader, model, provider, expected, rule):
+    params = {"model": model} | ({"provider": provider} if provider else {})
+    response = await client.get("/models/resolve", params=params, headers=reader)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["model"], body["rule"], body["query"], body["provider_hint"]) == (expected, rule, model, provider)
+    assert body["details"]["id"] == expected and "upstream" not in body["details"]
+    # Retrieved by that name, a model answers the name asked for as `id` and its own id as `root`.
+    one = await client.get(f"/v1/models/{model}", params={"provider": provider} if provider else {}, headers=reader)
+    assert one.status_code == 200 and one.json()["root"] == expected
+
+
+async def test_unknown_names_and_hints_resolve_nothing(client, reader):
+    for params in ({"model": "no-such-model-anywhere"}, {"model": "gpt-4o", "provider": "a-provider-we-lack"}):
+        error = assert_error(await client.get("/models/resolve", params=params, headers=reader), 404, "model_not_found")
+        assert error["param"] == "model"
+    assert_error(await client.get("/models/resolve", headers=reader), 400, "validation_error")
+
+
+async def test_the_provider_that_served_the_call_sets_the_price(client, admin):
+    """`deepseek/deepseek-chat` from OpenRouter is charged OpenRouter's price, not DeepSeek's direct one."""
+    assert (await client.post("/accounts", json={"id": "acme", "name": "Acme"}, headers=admin)).status_code == 201
+    call = {"account_id": "acme", "model": "deepseek/deepseek-chat", "input_tokens": 1_000_000, "output_tokens": 0}
+    direct = await client.post("/usage", json={"event_id": "d", **call}, headers=admin)
+    routed = await client.post("/usage", json={"event_id": "r", **call, "provider": "openrouter"}, headers=admin)
+    assert (direct.status_code, routed.status_code) == (201, 201)
+    # 1M input tokens: 0.27 USD direct, 0.2574 USD through OpenRouter; x 140 credits
+    assert (direct.json()["model"], direct.json()["cost"]) == ("deepseek/deepseek-chat", "37.800000000")
+    assert (routed.json()["model"], routed.json()["cost"]) == ("openrouter/deepseek/deepseek-chat", "36.036000000")
+    assert routed.json()["reported_model"] == "deepseek/deepseek-chat" and routed.json()["provider"] == "openrouter"
+    # Estimates and holds resolve alike.
+    estimate = await client.post(
+        "/estimate", json={"model": "deepseek/deepseek-chat", "provider": "openrouter", "input_tokens": 1_000_000},
+        headers=admin,
+    )  # fmt: skip
+    assert (
+        estimate.json()["model"] == "openrouter/deepseek/deepseek-chat" and estimate.json()["credits"] == "36.036000000"
+    )
+    # A provider the catalog does not have: the call waits unrated rather than take another provider's price.
+    unknown = await client.post("/usage", json={"event_id": "u", **call, "provider": "fireworks"}, headers=admin)
+    assert unknown.status_code == 202 and unknown.json()["unrated_reason"] == "model_not_found"

@@ -309,8 +309,6 @@ def test_mixed_formats_must_be_stated():
         # A whole response instead of its usage object.
         {"id": "chatcmpl-1", "usage": {"prompt_tokens": 1, "completion_tokens": 1}},
         {"candidates": [], "usageMetadata": {"promptTokenCount": 3}},
-        # google-genai's model_dump() spells Gemini's keys in snake case: not the API's object.
-        {"prompt_token_count": 3, "candidates_token_count": 4},
     ],
 )
 def test_a_shape_no_format_fits(usage):
@@ -932,3 +930,24 @@ def test_any_json_gives_counts_or_a_400(usage, usage_format, provider):
 def test_a_damaged_object_gives_counts_or_a_400(damaged, stated, provider):
     usage_format, usage = damaged
     check_counts_or_400(usage, usage_format if stated else None, provider)
+
+
+def test_the_google_genai_sdk_dump_reads_as_gemini():
+    """`response.usage_metadata.model_dump()` of the google-genai SDK: the API's counts in snake case, with
+    its modality breakdowns (`prompt_tokens_details`, a name OpenAI's usage has too) and nulls."""
+    dumped = {
+        "prompt_token_count": 10_000,
+        "cached_content_token_count": 4_000,
+        "candidates_token_count": 700,
+        "thoughts_token_count": 300,
+        "tool_use_prompt_token_count": None,
+        "total_token_count": 11_000,
+        "prompt_tokens_details": [{"modality": "TEXT", "token_count": 10_000}],
+        "cache_tokens_details": None,
+        "candidates_tokens_details": None,
+    }
+    api = {"promptTokenCount": 10_000, "cachedContentTokenCount": 4_000, "candidatesTokenCount": 700,
+           "thoughtsTokenCount": 300, "totalTokenCount": 11_000}  # fmt: skip
+    assert normalise(dumped, None, None) == normalise(api, None, None) == ("gemini", normalise(api, "gemini", None)[1])
+    assert normalise(dumped, "gemini", None)[1].output_tokens == 1000
+    assert refusal({"prompt_token_count": "3"}, "gemini").param == "usage.promptTokenCount"

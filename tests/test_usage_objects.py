@@ -49,6 +49,19 @@ GEMINI = {
     "cacheTokensDetails": [{"modality": "TEXT", "tokenCount": 4_000}],
     "candidatesTokensDetails": [{"modality": "TEXT", "tokenCount": 700}],
 }
+# The same, as the google-genai SDK's `response.usage_metadata.model_dump()` writes it.
+GEMINI_SDK = {
+    "prompt_token_count": 10_000,
+    "cached_content_token_count": 4_000,
+    "candidates_token_count": 700,
+    "thoughts_token_count": 300,
+    "total_token_count": 11_000,
+    "tool_use_prompt_token_count": None,
+    "prompt_tokens_details": [{"modality": "TEXT", "token_count": 10_000}],
+    "cache_tokens_details": None,
+    "candidates_tokens_details": None,
+    "traffic_type": None,
+}
 # Bedrock Converse: inputTokens leaves out cache reads and writes, as Anthropic's does.
 BEDROCK = {
     "inputTokens": 5000,
@@ -69,6 +82,8 @@ CASES = [
      {"input_tokens": 12_000, "cached_input_tokens": 4000, "cache_write_tokens": 3000, "output_tokens": 2000}),
     ("google/gemini-2.5-pro", "google", GEMINI, "gemini",
      {"input_tokens": 10_000, "cached_input_tokens": 4000, "output_tokens": 1000, "reasoning_tokens": 300}),
+    ("gemini-2.5-pro", "gemini", GEMINI_SDK, "gemini",
+     {"input_tokens": 10_000, "cached_input_tokens": 4000, "output_tokens": 1000, "reasoning_tokens": 300}),
     ("bedrock/anthropic.claude-3-5-sonnet-20241022-v2:0", "bedrock", BEDROCK, "bedrock",
      {"input_tokens": 12_000, "cached_input_tokens": 4000, "cache_write_tokens": 3000, "output_tokens": 2000}),
 ]  # fmt: skip
@@ -78,6 +93,7 @@ COSTS = [
     "0.786100000",  # the same call; reasoning is billed as output
     "8.043000000",  # (5000 x 3 + 4000 x 0.3 + 3000 x 3.75 + 2000 x 15) / 1e6 = 0.05745 USD
     "2.520000000",  # (6000 x 1.25 + 4000 x 0.125 + 1000 x 10) / 1e6 = (7500 + 500 + 10000) / 1e6 = 0.018 USD
+    "2.520000000",  # the same call, reported by the google-genai SDK
     "8.043000000",  # Bedrock's Claude 3.5 Sonnet v2 is priced like Anthropic's Sonnet above
 ]
 

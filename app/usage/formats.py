@@ -73,6 +73,13 @@ _MARKERS = {
     "cachedContentTokenCount": "gemini",
     "toolUsePromptTokenCount": "gemini",
     "totalTokenCount": "gemini",
+    # The google-genai SDK's `usage_metadata.model_dump()` writes the same counts in snake case.
+    "prompt_token_count": "gemini",
+    "candidates_token_count": "gemini",
+    "thoughts_token_count": "gemini",
+    "cached_content_token_count": "gemini",
+    "tool_use_prompt_token_count": "gemini",
+    "total_token_count": "gemini",
     "inputTokens": "bedrock",
     "outputTokens": "bedrock",
     "cacheReadInputTokens": "bedrock",
@@ -87,6 +94,10 @@ _RESPONSES_PROVIDERS = ("openai", "azure")
 
 
 def _detect(usage: dict, provider: str | None) -> str:
+    if not _GEMINI_SNAKE.keys().isdisjoint(usage):
+        # The google-genai SDK's dump also has `prompt_tokens_details` (its modality breakdown), a
+        # name OpenAI's usage has too; its snake-case counts are Gemini's alone.
+        return "gemini"
     for key in usage:
         found = _MARKERS.get(key)
         if found is None:
@@ -188,7 +199,18 @@ _GEMINI_COUNTS = (
 )
 
 
+_GEMINI_SNAKE = {
+    "prompt_token_count": "promptTokenCount",
+    "tool_use_prompt_token_count": "toolUsePromptTokenCount",
+    "cached_content_token_count": "cachedContentTokenCount",
+    "candidates_token_count": "candidatesTokenCount",
+    "thoughts_token_count": "thoughtsTokenCount",
+}
+
+
 def _gemini(usage: dict) -> Counts:
+    if not _GEMINI_SNAKE.keys().isdisjoint(usage):  # as the google-genai SDK dumps it: the API's names
+        usage = {_GEMINI_SNAKE.get(key, key): value for key, value in usage.items()}
     # promptTokenCount already includes the cached tokens; tool-use prompts and thoughts are
     # counted beside the prompt and the candidates. Gemini leaves a count out when it is zero
     # (no candidates after a block), so each is optional; the modality breakdowns

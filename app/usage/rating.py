@@ -20,13 +20,13 @@ import asyncio
 import logging
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
 
 import asyncpg
 import msgspec
 
 from app import db
-from app.catalog.service import Catalog
+from app.catalog.service import Catalog, CatalogStore
+from app.clock import Clock
 from app.ledger import repository as ledger_repository
 from app.observability import RATED
 from app.usage import repository, service
@@ -93,7 +93,7 @@ async def charge(conn: asyncpg.Connection, events: list[service.Prepared], now: 
             # Nothing else can hold the key (ingestion checks both tables under the account lock):
             # undo the whole chunk rather than drop an event.
             raise RuntimeError(f"rating event {event.event_id!r} of {event.account_id!r}: {outcome.status}")
-    await repository.mark_rated(conn, [(key, since) for key, since in taken.items()])
+    await repository.mark_rated(conn, list(taken.items()))
     return len(events)
 
 
@@ -101,9 +101,9 @@ class Rater:
     """This worker's rating passes: a full pass after each catalog change, and a pass over the pairs
     this worker recorded unrated, a moment after it did."""
 
-    def __init__(self, pool: asyncpg.Pool, catalog: Any, clock: Any, delay: float = 1.0) -> None:
+    def __init__(self, pool: asyncpg.Pool, store: CatalogStore, clock: Clock, delay: float = 1.0) -> None:
         self.pool = pool
-        self.store = catalog  # the worker's CatalogStore
+        self.store = store
         self.clock = clock
         self.delay = delay
         self.full = True  # at start: whatever waits from before
@@ -129,8 +129,6 @@ class Rater:
             self.full, self.pairs = False, set()
             try:
                 await rate(self.pool, self.store.catalog, self.clock.now, None if full else pairs)
-            except asyncio.CancelledError:
-                raise
             except Exception:  # the next change or event tries again; `billing rate` on demand
                 log.warning("rating waiting usage failed", exc_info=True)
                 self.full = True

@@ -51,6 +51,7 @@ def test_console_script_is_installed(database):
         ["keys", "create"],
         ["keys", "list"],
         ["keys", "revoke"],
+        ["rate"],
     ],
 )
 def test_every_command_has_help(command):

@@ -66,3 +66,31 @@ async def test_the_provider_that_served_the_call_sets_the_price(client, admin):
     # A provider the catalog does not have: the call waits unrated rather than take another provider's price.
     unknown = await client.post("/usage", json={"event_id": "u", **call, "provider": "fireworks"}, headers=admin)
     assert unknown.status_code == 202 and unknown.json()["unrated_reason"] == "model_not_found"
+
+
+async def test_operator_alias_errors(client, admin, scratch):
+    model = f"{scratch}/m"
+    created = await client.put(
+        "/catalog/models", json={"provider": scratch, "name": "m", "type": "language"}, headers=admin
+    )
+    assert created.status_code == 200
+
+    async def add(body: dict):
+        return await client.post("/catalog/aliases", json=body, headers=admin)
+
+    assert (await add({"alias": f"{scratch}-x", "model": model})).status_code == 201
+    assert (await add({"alias": f"{scratch}-x", "model": model})).status_code == 200  # the same alias again
+    assert_error(await add({"alias": f"{scratch}-x", "model": "openai/gpt-4o"}), 409, "alias_taken")
+    assert_error(await add({"alias": f"{scratch.upper()}-X", "model": model}), 409, "alias_taken")
+    assert_error(await add({"alias": "openai/gpt-4o", "model": model}), 409, "alias_taken")
+    assert_error(await add({"alias": f"{scratch}-y", "model": "no-such-model-anywhere"}), 404, "model_not_found")
+    assert_error(await add({"alias": f"{scratch}-y", "model": model, "provider": "nope"}), 404, "provider_not_found")
+    assert_error(await add({"alias": "", "model": model}), 400, "validation_error")
+    assert_error(await add({"alias": f"{scratch}-y", "model": model, "colour": "red"}), 400, "validation_error")
+    # Only an operator's alias is deleted; the catalog's come back with every import anyway.
+    assert_error(await client.delete("/catalog/aliases/gpt-4o-2024-08-06", headers=admin), 409, "alias_from_catalog")
+    assert_error(await client.delete(f"/catalog/aliases/{scratch}-none", headers=admin), 404, "alias_not_found")
+    assert (await client.delete(f"/catalog/aliases/{scratch}-x", headers=admin)).status_code == 204
+    assert_error(
+        await client.get("/models/resolve", params={"model": f"{scratch}-x"}, headers=admin), 404, "model_not_found"
+    )

@@ -103,6 +103,11 @@ models = Table(
     # The data's match clause (genai-prices' JSON form: equals, starts_with, ..., or, and), which
     # resolves the dated snapshots of the model (app/catalog/resolve.py).
     Column("match", JSONB),
+    # What the model takes in and gives out ("text", "image", "audio", ...); NULL: unknown.
+    Column("input_modalities", ARRAY(Text)),
+    Column("output_modalities", ARRAY(Text)),
+    # Where each fact came from: {"context_window": "litellm 1.109.1", ...}.
+    Column("facts", JSONB, nullable=False, server_default="{}"),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     CheckConstraint("type IN ('language', 'embedding')", name="type"),
     CheckConstraint("id = provider || '/' || name", name="id_is_provider_name"),
@@ -141,6 +146,9 @@ prices = Table(
     Column("cache_write_1h", Rate),
     # [{"above_input_tokens": int, "input": "decimal string" | null, ...}]: the cliff tiers.
     Column("tiers", JSONB, nullable=False, server_default="[]"),
+    # Rate sets that replace the base rates for some calls: a service tier, a region, a window of the
+    # UTC day ([{"service_tier": "flex", "input": "0.625", ...}]; app/pricing.py says which applies).
+    Column("variants", JSONB, nullable=False, server_default="[]"),
     Column("source", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     UniqueConstraint("model_id", "effective_from"),
@@ -176,6 +184,8 @@ catalog_version = Table(
 )
 
 Tokens = BigInteger
+SERVICE_TIERS = ("default", "batch", "flex", "priority")
+SERVICE_TIERS_CHECK = f"service_tier IN ({', '.join(repr(t) for t in SERVICE_TIERS)})"
 
 # Ledger: every entry moves `amount` credits between a customer account and a system account
 # (`counterparty`), so its two legs, +amount and -amount, sum to zero. System balances are sums of
@@ -235,7 +245,11 @@ usage_events = Table(
     Column("cache_write_1h_tokens", Tokens, nullable=False, server_default="0"),
     # When the event was first recorded unrated, if it was; recorded_at is when it was charged.
     Column("unrated_since", DateTime(timezone=True)),
+    # How the call was served: the provider's service tier, and the region (where prices differ by it).
+    Column("service_tier", Text, nullable=False, server_default="default"),
+    Column("region", Text),
     UniqueConstraint("account_id", "event_id"),
+    CheckConstraint(SERVICE_TIERS_CHECK, name="service_tier"),
     Index(None, "account_id", "occurred_at"),
     Index(None, "occurred_at"),
 )
@@ -293,7 +307,11 @@ authorizations = Table(
     Column("settled_at", DateTime(timezone=True)),
     Column("usage_event_id", BigInteger, ForeignKey("usage_events.id")),
     Column("settled_amount", Money),
+    # How the call was served: the provider's service tier, and the region (where prices differ by it).
+    Column("service_tier", Text, nullable=False, server_default="default"),
+    Column("region", Text),
     CheckConstraint("amount >= 0", name="amount"),
+    CheckConstraint(SERVICE_TIERS_CHECK, name="service_tier"),
     Index("ix_authorizations_open", "account_id", postgresql_where=text("settled_at IS NULL AND released_at IS NULL")),
 )
 
@@ -323,7 +341,11 @@ unrated_usage = Table(
     Column("occurred_at", DateTime(timezone=True), nullable=False),
     Column("recorded_at", DateTime(timezone=True), nullable=False),
     Column("metadata", JSONB),
+    # How the call was served: the provider's service tier, and the region (where prices differ by it).
+    Column("service_tier", Text, nullable=False, server_default="default"),
+    Column("region", Text),
     UniqueConstraint("account_id", "event_id"),
+    CheckConstraint(SERVICE_TIERS_CHECK, name="service_tier"),
     CheckConstraint("reason IN ('model_not_found', 'model_unpriced')", name="reason"),
     Index("ix_unrated_usage_occurred_at", "occurred_at", "id"),
 )

@@ -26,6 +26,12 @@ TYPES = {
     429: "rate_limit_error",
     503: "service_unavailable_error",
 }
+# As OpenAI (and document 001) answer them: a model the request names that does not exist, or cannot
+# be served here, is a fault of the request, whatever the status says.
+TYPES_BY_CODE = {
+    "model_not_found": "invalid_request_error",
+    "provider_not_configured": "invalid_request_error",
+}
 CODES = {
     400: "validation_error",
     401: "invalid_api_key",
@@ -92,7 +98,8 @@ class Unavailable(AppError):
 
 
 def error_body(status: int, code: str, message: str, param: str | None = None) -> dict[str, Any]:
-    error: dict[str, Any] = {"message": message, "type": TYPES.get(status, "api_error"), "code": code}
+    kind = TYPES_BY_CODE.get(code) or TYPES.get(status, "api_error")
+    error: dict[str, Any] = {"message": message, "type": kind, "code": code}
     if param is not None:
         error["param"] = param
     return {"error": error}

@@ -199,7 +199,10 @@ async def test_disabled_provider(client, reader, admin, scratch):
     assert response.status_code == 200 and response.json()["configured"] is False
     error = assert_error(await client.get(f"/models/{scratch}/m", headers=reader), 404, "provider_not_configured")
     assert f"{scratch}/m" in error["message"]
-    assert_error(await client.get(f"/v1/models/{scratch}/m", headers=reader), 404, "provider_not_configured")
+    # As OpenAI types them: the request named a model this service cannot serve.
+    assert error["type"] == "invalid_request_error"
+    error = assert_error(await client.get(f"/v1/models/{scratch}/m", headers=reader), 404, "provider_not_configured")
+    assert error["type"] == "invalid_request_error"
     assert f"{scratch}/m" not in (await client.get("/models", headers=reader)).text
     providers = (await client.get("/models/providers", headers=reader)).json()["providers"]
     assert {p["id"]: p["configured"] for p in providers}[scratch] is False

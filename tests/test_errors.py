@@ -11,6 +11,16 @@ async def test_unknown_route_is_404(client, admin):
     assert error["type"] == "not_found_error"
 
 
+async def test_unknown_model_is_an_invalid_request(client, make_key):
+    """OpenAI and document 001 type a missing model as the request's fault."""
+    reader = {"X-API-Key": await make_key("catalog:read")}
+    for path in ("/models/openai/no-such-model", "/v1/models/no-such-model"):
+        error = assert_error(await client.get(path, headers=reader), 404, "model_not_found")
+        assert error["type"] == "invalid_request_error" and error["param"] == "model"
+    response = await client.post("/estimate", json={"model": "no-such-model", "input_tokens": 1}, headers=reader)
+    assert assert_error(response, 404, "model_not_found")["type"] == "invalid_request_error"
+
+
 async def test_wrong_method_is_405(client, admin):
     assert_error(await client.put("/accounts", headers=admin, json={}), 405, "method_not_allowed")
     assert_error(await client.post("/health"), 405, "method_not_allowed")

@@ -97,9 +97,12 @@ class Unavailable(AppError):
     code = "service_unavailable"
 
 
+def error_type(status: int, code: str) -> str:
+    return TYPES_BY_CODE.get(code) or TYPES.get(status, "api_error")
+
+
 def error_body(status: int, code: str, message: str, param: str | None = None) -> dict[str, Any]:
-    kind = TYPES_BY_CODE.get(code) or TYPES.get(status, "api_error")
-    error: dict[str, Any] = {"message": message, "type": kind, "code": code}
+    error: dict[str, Any] = {"message": message, "type": error_type(status, code), "code": code}
     if param is not None:
         error["param"] = param
     return {"error": error}

@@ -5,8 +5,12 @@ Money is Decimal end to end and floats are refused, because a float rate is alre
 """
 
 import decimal
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Context, Decimal, localcontext
+from typing import Any
 
 from app.errors import AppError, InvalidRequest
 
@@ -79,6 +83,138 @@ class Rates:
         thresholds = [tier.above_input_tokens for tier in self.tiers]
         if len(set(thresholds)) != len(thresholds):
             raise ValueError(f"duplicate tier thresholds: {sorted(thresholds)}")
+
+
+# How a provider served a call, as OpenAI's responses report it (`batch`: its Batch API, and the
+# other providers' half-price batch processing). `default` is the base price.
+SERVICE_TIERS = ("default", "batch", "flex", "priority")
+REGION = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
+_TIME = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+MINUTES_PER_DAY = 24 * 60
+
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    """Rates that replace a price version's base rates for some calls: those on a service tier, in a
+    region, or within a window of the UTC day (`window`: minutes since midnight, [start, end), past
+    midnight when end < start). Its rates are a whole set, read like the base: a missing cached-input
+    or cache-write rate is its own input rate, never the base's.
+
+    Which rates price a call (`select_rates`): of the variants whose every condition holds for it,
+    the one with the most conditions; none, the base rates. Two that hold equally are a combination
+    the data does not price (a batch call in a region priced apart, say): unpriced. A call on a tier
+    other than `default` is priced only by a variant of that tier: no data, no price, never the
+    default one. A region no variant names is priced at the base rates (the data does not tell it
+    apart)."""
+
+    rates: Rates
+    service_tier: str | None = None
+    region: str | None = None
+    window: tuple[int, int] | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.rates, Rates):
+            raise TypeError("a variant's rates must be Rates")
+        if self.service_tier is None and self.region is None and self.window is None:
+            raise ValueError("a variant needs a service_tier, a region or a time window")
+        if self.service_tier is not None and self.service_tier not in SERVICE_TIERS[1:]:
+            raise ValueError(f"service_tier must be one of {', '.join(SERVICE_TIERS[1:])}, not {self.service_tier!r}")
+        if self.region is not None and not (isinstance(self.region, str) and REGION.match(self.region)):
+            raise ValueError(f"region must be lowercase letters, digits and dashes, not {self.region!r}")
+        if self.window is not None:
+            start, end = self.window
+            if not all(isinstance(m, int) and 0 <= m < MINUTES_PER_DAY for m in self.window) or start == end:
+                raise ValueError(f"window must be two different minutes of the day, not {self.window!r}")
+
+    @property
+    def conditions(self) -> int:
+        return (self.service_tier is not None) + (self.region is not None) + (self.window is not None)
+
+    def applies(self, minute: int, service_tier: str, region: str | None) -> bool:
+        if self.service_tier is not None and self.service_tier != service_tier:
+            return False
+        if self.region is not None and self.region != region:
+            return False
+        if self.window is not None:
+            start, end = self.window
+            inside = start <= minute < end if start < end else (minute >= start or minute < end)
+            if not inside:
+                return False
+        return True
+
+
+def select_rates(
+    model_id: str,
+    rates: Rates | None,
+    variants: tuple[Variant, ...],
+    at: datetime,
+    service_tier: str = "default",
+    region: str | None = None,
+) -> tuple[int | None, Rates | None]:
+    """(the index of the variant that prices a call at `at`, or None for the base; its rates), by
+    the rules of `Variant`. Raises model_unpriced for a tier or a combination the data does not price."""
+    if not variants and service_tier == "default":
+        return None, rates
+    if rates is None:
+        return None, None  # no price at all: `quote` says so
+    at = at.astimezone(UTC)
+    minute = at.hour * 60 + at.minute
+    held = [(index, v) for index, v in enumerate(variants) if v.applies(minute, service_tier, region)]
+    most = max((v.conditions for _, v in held), default=0)
+    best = [(index, v) for index, v in held if v.conditions == most]
+    if len(best) > 1:
+        raise ModelUnpriced(
+            f"Model '{model_id}' has no known price for a {service_tier} call in this region at this time",
+            param="service_tier",
+        )
+    if best and best[0][1].service_tier == service_tier:
+        return best[0][0], best[0][1].rates
+    if service_tier != "default":
+        raise ModelUnpriced(
+            f"Model '{model_id}' has no known price for the {service_tier} service tier", param="service_tier"
+        )
+    return (best[0][0], best[0][1].rates) if best else (None, rates)
+
+
+# Stored form: rates as decimal strings (null: unknown), tiers as in the `tiers` column, variants with
+# their conditions and "HH:MM" window ends (`time_from`, `time_to`).
+
+
+def _stored(value: Any) -> Decimal | None:
+    return None if value is None else Decimal(str(value))
+
+
+def rates_from(data: Mapping[str, Any]) -> Rates:
+    """Rates from their stored form. ValueError/TypeError name what is malformed."""
+    tiers = tuple(
+        Tier(above_input_tokens=tier["above_input_tokens"], **{kind: _stored(tier.get(kind)) for kind in RATE_KINDS})
+        for tier in data.get("tiers") or ()
+    )
+    return Rates(
+        **{kind: _stored(data.get(kind)) for kind in RATE_KINDS},
+        per_request=_stored(data.get("per_request")) or Decimal(0),
+        tiers=tiers,
+    )
+
+
+def minute_of(text: Any, field: str) -> int:
+    match = _TIME.match(text) if isinstance(text, str) else None
+    if match is None:
+        raise ValueError(f"`{field}` must be a UTC time of day as HH:MM, not {text!r}")
+    return int(match.group(1)) * 60 + int(match.group(2))
+
+
+def time_of(minute: int) -> str:
+    return f"{minute // 60:02d}:{minute % 60:02d}"
+
+
+def variant_from(data: Mapping[str, Any]) -> Variant:
+    """A variant from its stored form."""
+    start, end = data.get("time_from"), data.get("time_to")
+    if (start is None) != (end is None):
+        raise ValueError("a time window needs both `time_from` and `time_to`")
+    window = None if start is None else (minute_of(start, "time_from"), minute_of(end, "time_to"))
+    return Variant(rates_from(data), data.get("service_tier"), data.get("region"), window)
 
 
 @dataclass(frozen=True, slots=True)

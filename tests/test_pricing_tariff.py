@@ -170,6 +170,7 @@ def test_catalog_charge_uses_the_version_and_margin_in_effect():
         "cache_write_1h": None,
         "per_request": D(0),
         "tiers": [],
+        "variants": [],
         "source": "test",
     }
     data = {

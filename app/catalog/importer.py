@@ -12,7 +12,7 @@ from app.catalog import repository
 from app.catalog.resolve import compile_match
 from app.catalog.schemas import ImportResult
 from app.errors import InvalidRequest
-from app.pricing import RATE_KINDS, Rates, Tier
+from app.pricing import RATE_KINDS, rates_from, variant_from
 
 DEFAULT_CATALOG = Path(__file__).with_name("default_catalog.json")
 # Model makers: their bare model names become aliases, so `gpt-4o` means `openai/gpt-4o` and not
@@ -36,32 +36,61 @@ def _rate(value: Any) -> Decimal | None:
     return None if value is None else Decimal(str(value))
 
 
-def price_row(model_id: str, entry: dict[str, Any], effective_from: datetime, source: str) -> dict[str, Any]:
-    tiers = [
+def _tiers(tiers: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    return [
         {"above_input_tokens": int(tier["above_input_tokens"])}
         | {kind: None if tier.get(kind) is None else str(_rate(tier[kind])) for kind in RATE_KINDS}
-        for tier in entry.get("tiers") or []
+        for tier in tiers or []
     ]
+
+
+VARIANT_CONDITIONS = ("service_tier", "region", "time_from", "time_to")
+
+
+def _variant(variant: dict[str, Any]) -> dict[str, Any]:
+    """A variant in its stored form: its conditions, rates as decimal strings, its tiers."""
+    stored = {key: variant.get(key) for key in VARIANT_CONDITIONS}
+    stored |= {kind: None if variant.get(kind) is None else str(_rate(variant[kind])) for kind in RATE_KINDS}
+    stored |= {
+        "per_request": str(_rate(variant.get("per_request")) or Decimal(0)),
+        "tiers": _tiers(variant.get("tiers")),
+    }
+    return stored
+
+
+def price_row(model_id: str, entry: dict[str, Any], effective_from: datetime, source: str) -> dict[str, Any]:
+    tiers = _tiers(entry.get("tiers"))
+    variants = [_variant(variant) for variant in entry.get("variants") or []]
     row = {kind: _rate(entry.get(kind)) for kind in RATE_KINDS}
-    row |= {"per_request": _rate(entry.get("per_request")) or Decimal(0), "tiers": tiers}
-    # Rates() refuses negative, non-finite and duplicate-tier data before anything is written.
-    Rates(
-        **{kind: row[kind] for kind in RATE_KINDS},
-        per_request=row["per_request"],
-        tiers=tuple(Tier(t["above_input_tokens"], *(_rate(t.get(k)) for k in RATE_KINDS)) for t in tiers),
-    )
+    row |= {"per_request": _rate(entry.get("per_request")) or Decimal(0), "tiers": tiers, "variants": variants}
+    # Refuses negative, non-finite and duplicate-tier data, and malformed variants, before anything is written.
+    try:
+        rates_from(row)
+        for variant in variants:
+            variant_from(variant)
+    except (ValueError, TypeError, ArithmeticError) as exc:
+        raise ValueError(f"malformed price of '{model_id}': {exc}") from None
     return row | {"model_id": model_id, "effective_from": effective_from, "source": source}
 
 
 def same_rates(a: Any, b: dict[str, Any]) -> bool:
-    """Equal as prices: 2.50 equals 2.5, and tier lists compare by value."""
+    """Equal as prices: 2.50 equals 2.5, and tier and variant lists compare by value."""
+
+    def tiers_key(tiers: list[dict[str, Any]]) -> tuple:
+        return tuple(
+            sorted(
+                (t["above_input_tokens"], *(None if t.get(k) is None else Decimal(t[k]) for k in RATE_KINDS))
+                for t in tiers
+            )
+        )
+
+    def variant_key(v: dict[str, Any]) -> tuple:
+        rates = (None if v.get(k) is None else Decimal(v[k]) for k in (*RATE_KINDS, "per_request"))
+        return (*(v.get(c) or "" for c in VARIANT_CONDITIONS), *rates, tiers_key(v.get("tiers") or []))
 
     def key(get) -> tuple:
-        tiers = sorted(
-            (t["above_input_tokens"], *(None if t.get(k) is None else Decimal(t[k]) for k in RATE_KINDS))
-            for t in get("tiers")
-        )
-        return (*(get(kind) for kind in RATE_KINDS), get("per_request"), tuple(tiers))
+        variants = tuple(sorted((variant_key(v) for v in get("variants") or []), key=repr))
+        return (*(get(kind) for kind in RATE_KINDS), get("per_request"), tiers_key(get("tiers")), variants)
 
     return key(lambda name: getattr(a, name)) == key(b.__getitem__)
 
@@ -93,6 +122,9 @@ def model_row(entry: dict[str, Any]) -> dict[str, Any]:
         "created": date.fromisoformat(entry["created"]) if entry.get("created") else None,
         "deprecation_date": date.fromisoformat(entry["deprecation_date"]) if entry.get("deprecation_date") else None,
         "match": entry.get("match"),
+        "input_modalities": entry.get("input_modalities"),
+        "output_modalities": entry.get("output_modalities"),
+        "facts": entry.get("facts") or {},
     }
 
 

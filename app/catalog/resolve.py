@@ -206,6 +206,19 @@ _ROUTER_VARIANT = re.compile(r":[a-z][a-z-]*$")
 _OLLAMA_TAG = re.compile(r"^([^:/]+):([0-9a-z._-]+)$")
 
 
+_PROFILE = re.compile(r"^(" + "|".join(re.escape(region) for region in BEDROCK_REGIONS) + r")\.[a-z0-9-]+\.")
+
+
+def bedrock_region(model: str) -> str | None:
+    """The geography of a Bedrock cross-region inference profile a model string names
+    (`us.anthropic.claude-sonnet-4-5-20250929-v1:0`, or its ARN): Bedrock prices some profiles apart
+    from the model in one region, so the profile is the call's region (`us`, `eu`, `global`, ...)."""
+    text = model.strip().lower()
+    arn = _ARN.match(text)
+    found = _PROFILE.match(arn.group(1) if arn else text)
+    return found.group(1) if found else None
+
+
 @dataclass(frozen=True, slots=True)
 class Entry:
     """What the resolver needs of a catalog model."""

@@ -24,6 +24,24 @@ class TierRates(msgspec.Struct):
     cache_write_1h: str | None = None
 
 
+class VariantRates(msgspec.Struct):
+    """Rates that replace the base ones for calls on a service tier, in a region, or within a window
+    of the UTC day [time_from, time_to) ("HH:MM"); null conditions do not restrict. Which applies:
+    the one whose conditions hold that has the most of them (app/pricing.py, `Variant`)."""
+
+    service_tier: str | None
+    region: str | None
+    time_from: str | None
+    time_to: str | None
+    input: str | None
+    output: str | None
+    cached_input: str | None
+    cache_write: str | None
+    cache_write_1h: str | None
+    per_request: str
+    tiers: list[TierRates]
+
+
 class Pricing(msgspec.Struct):
     """Credit rates (margin included) per 1M tokens, as exact decimal strings."""
 
@@ -39,6 +57,8 @@ class Pricing(msgspec.Struct):
     tiers: list[TierRates]
     # 1-hour cache writes (`cache_write` is the 5-minute rate); null: unknown, such writes wait unrated.
     cache_write_1h: str | None = None
+    # Service tiers, regions and times of day priced apart from the base rates.
+    variants: list[VariantRates] = []
 
 
 class Upstream(msgspec.Struct):
@@ -54,6 +74,8 @@ class Upstream(msgspec.Struct):
     source: str
     # 1-hour cache writes (`cache_write` is the 5-minute rate); null: unknown, such writes wait unrated.
     cache_write_1h: str | None = None
+    # Service tiers, regions and times of day priced apart from the base rates.
+    variants: list[VariantRates] = []
 
 
 class CatalogModel(msgspec.Struct, omit_defaults=True):
@@ -214,6 +236,32 @@ class TierIn(msgspec.Struct, forbid_unknown_fields=True):
     cache_write_1h: Decimal | None = None
 
 
+# How a provider served a call (app/pricing.py SERVICE_TIERS); a variant prices a tier other than default.
+ServiceTier = Literal["default", "batch", "flex", "priority"]
+VariantTier = Literal["batch", "flex", "priority"]
+# Where a call was served, where prices differ by it: a Bedrock geography (`us`, `eu`, `apac`, `global`,
+# ...) or an Azure data zone (`us`, `eu`).
+Region = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9-]{0,31}$")]
+TimeOfDay = Annotated[str, msgspec.Meta(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
+
+
+class VariantIn(msgspec.Struct, forbid_unknown_fields=True):
+    """A whole rate set (USD per 1M tokens) for calls on a service tier, in a region, or within a
+    UTC window [time_from, time_to); at least one condition."""
+
+    input: Decimal | None
+    output: Decimal | None = None
+    cached_input: Decimal | None = None
+    cache_write: Decimal | None = None
+    cache_write_1h: Decimal | None = None
+    per_request: Decimal = Decimal(0)
+    tiers: list[TierIn] = []
+    service_tier: VariantTier | None = None
+    region: Region | None = None
+    time_from: TimeOfDay | None = None
+    time_to: TimeOfDay | None = None
+
+
 class PriceCreate(msgspec.Struct, forbid_unknown_fields=True):
     """Upstream USD per 1M tokens; a rate left out (null) is unknown, 0 is free."""
 
@@ -225,6 +273,7 @@ class PriceCreate(msgspec.Struct, forbid_unknown_fields=True):
     cache_write_1h: Decimal | None = None
     per_request: Decimal = Decimal(0)
     tiers: list[TierIn] = []
+    variants: Annotated[list[VariantIn], msgspec.Meta(max_length=100)] = []
     effective_from: datetime | None = None
     source: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] = "admin"
 
@@ -242,6 +291,8 @@ class PriceVersionOut(msgspec.Struct):
     source: str
     # 1-hour cache writes (`cache_write` is the 5-minute rate); null: unknown, such writes wait unrated.
     cache_write_1h: str | None = None
+    # Service tiers, regions and times of day priced apart from the base rates.
+    variants: list[VariantRates] = []
 
 
 class MarginSet(msgspec.Struct, forbid_unknown_fields=True):
@@ -303,6 +354,8 @@ class SyncPrice(msgspec.Struct):
     tiers: list[TierRates]
     effective_from: datetime | None
     cache_write_1h: str | None = None
+    # Service tiers, regions and times of day priced apart from the base rates.
+    variants: list[VariantRates] = []
 
 
 class SyncChange(msgspec.Struct, omit_defaults=True):

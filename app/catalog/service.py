@@ -40,10 +40,26 @@ from app.catalog.schemas import (
     ProviderUpdate,
     TierRates,
     Upstream,
+    VariantIn,
+    VariantRates,
 )
 from app.db import plain_dsn
 from app.errors import Conflict, InvalidRequest, NotFound
-from app.pricing import RATE_KINDS, ModelUnpriced, Quote, Rates, Tariff, Tier, Usage, credit_rate
+from app.pricing import (
+    RATE_KINDS,
+    ModelUnpriced,
+    Quote,
+    Rates,
+    Tariff,
+    Usage,
+    Variant,
+    credit_rate,
+    rates_from,
+    select_rates,
+    time_of,
+    validate_usage,
+    variant_from,
+)
 from app.pricing import quote as pricing_quote
 from app.times import utc
 
@@ -73,6 +89,13 @@ class PriceVersion:
     effective_from: datetime
     rates: Rates
     source: str
+    variants: tuple[Variant, ...] = ()  # rates for service tiers, regions, times of day
+
+    def rates_for(
+        self, model_id: str, at: datetime, service_tier: str, region: str | None
+    ) -> tuple[int | None, Rates | None]:
+        """(which variant, or None for the base; the rates) that price a call (pricing.select_rates)."""
+        return select_rates(model_id, self.rates, self.variants, at, service_tier, region)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,29 +170,42 @@ class Catalog:
             )
         return model
 
-    def quote(self, model: Model, usage: Usage, at: datetime) -> tuple[Quote, PriceVersion, Decimal]:
+    def quote(
+        self, model: Model, usage: Usage, at: datetime, service_tier: str = "default", region: str | None = None
+    ) -> tuple[Quote, PriceVersion, Decimal]:
         """How a charge, an estimate and a hold are all priced: with the price version and margin in
-        effect at `at`. Raises model_unpriced when no price is known."""
+        effect at `at`, and the rates of that version for the call's service tier, region and time
+        of day. Raises model_unpriced when no price is known."""
         price = model.price_at(at)
         margin = self.margin_at(model, at)
-        rates = price.rates if price else None
+        validate_usage(usage, embedding=model.embedding)  # bad usage is refused before it is priced
+        rates = price.rates_for(model.id, at, service_tier, region)[1] if price else None
         quote = pricing_quote(
             model.id, rates, usage, embedding=model.embedding, margin=margin, credits_per_usd=self.credits_per_usd
         )
         return quote, price, margin
 
     def charge(
-        self, model: Model, usage: Usage, at: datetime, price: PriceVersion | None = None
+        self,
+        model: Model,
+        usage: Usage,
+        at: datetime,
+        price: PriceVersion | None = None,
+        service_tier: str = "default",
+        region: str | None = None,
     ) -> tuple[Decimal, Decimal, PriceVersion, Decimal]:
         """(upstream USD, credits, price version, margin): the totals `quote` gives for the same
-        arguments (and the same errors), through the Tariff of that price version and margin. The
-        price version is the one in effect at `at` unless one is given."""
+        arguments (and the same errors), through the Tariff of that price version, variant and
+        margin. The price version is the one in effect at `at` unless one is given."""
         price = price or model.price_at(at)
         margin = self.margin_at(model, at)
-        key = (model.id, price.id if price else None, margin)
+        variant, rates = None, None if price is None else price.rates
+        if price is not None and (price.variants or service_tier != "default"):
+            validate_usage(usage, embedding=model.embedding)  # bad usage is refused before it is priced
+            variant, rates = price.rates_for(model.id, at, service_tier, region)
+        key = (model.id, price.id if price else None, margin, variant)
         tariff = self.tariffs.get(key)
         if tariff is None:
-            rates = price.rates if price else None
             tariff = self.tariffs[key] = Tariff(
                 model.id, rates, embedding=model.embedding, margin=margin, credits_per_usd=self.credits_per_usd
             )
@@ -177,18 +213,25 @@ class Catalog:
         return upstream_usd, credits, price, margin
 
     def charge_waiting(
-        self, model: Model, usage: Usage, at: datetime, now: datetime
+        self,
+        model: Model,
+        usage: Usage,
+        at: datetime,
+        now: datetime,
+        service_tier: str = "default",
+        region: str | None = None,
     ) -> tuple[Decimal, Decimal, PriceVersion, Decimal]:
         """`charge` for usage that waited unrated. When the version in effect at `at` cannot price it
-        (it has no 1-hour cache write rate, say), the first later version in effect by `now` that can
-        does, as the first price known does for usage from before it; the margin is that of `at`."""
+        (it has no 1-hour cache write rate, or no rates for the call's service tier, say), the first
+        later version in effect by `now` that can does, as the first price known does for usage from
+        before it; the margin is that of `at`."""
         try:
-            return self.charge(model, usage, at)
+            return self.charge(model, usage, at, None, service_tier, region)
         except ModelUnpriced:
             later = [price for price in model.prices if at < price.effective_from <= now]
             for price in later:
                 try:
-                    return self.charge(model, usage, at, price)
+                    return self.charge(model, usage, at, price, service_tier, region)
                 except ModelUnpriced:
                     continue
             raise
@@ -237,27 +280,9 @@ def build_catalog(data: dict[str, list[Row]], default_margin: Decimal, credits_p
 
 
 def price_version(row: Any) -> PriceVersion:
-    tiers = tuple(
-        Tier(
-            above_input_tokens=tier["above_input_tokens"],
-            **{kind: _decimal(tier.get(kind)) for kind in RATE_KINDS},
-        )
-        for tier in row.tiers
-    )
-    rates = Rates(
-        input=row.input,
-        output=row.output,
-        cached_input=row.cached_input,
-        cache_write=row.cache_write,
-        cache_write_1h=row.cache_write_1h,
-        per_request=row.per_request,
-        tiers=tiers,
-    )
-    return PriceVersion(id=row.id, effective_from=row.effective_from, rates=rates, source=row.source)
-
-
-def _decimal(value: str | None) -> Decimal | None:
-    return None if value is None else Decimal(value)
+    rates = rates_from({kind: getattr(row, kind) for kind in (*RATE_KINDS, "per_request", "tiers")})
+    variants = tuple(variant_from(variant) for variant in row.variants)
+    return PriceVersion(id=row.id, effective_from=row.effective_from, rates=rates, source=row.source, variants=variants)
 
 
 # Views
@@ -274,6 +299,25 @@ def _tiers(rates: Rates, scale) -> list[TierRates]:
             cache_write_1h=exact(scale(tier.cache_write_1h)),
         )
         for tier in sorted(rates.tiers, key=lambda t: t.above_input_tokens)
+    ]
+
+
+def _variants(variants: tuple[Variant, ...], scale) -> list[VariantRates]:
+    return [
+        VariantRates(
+            service_tier=variant.service_tier,
+            region=variant.region,
+            time_from=None if variant.window is None else time_of(variant.window[0]),
+            time_to=None if variant.window is None else time_of(variant.window[1]),
+            input=exact(scale(variant.rates.input)),
+            output=exact(scale(variant.rates.output)),
+            cached_input=exact(scale(variant.rates.cached_input)),
+            cache_write=exact(scale(variant.rates.cache_write)),
+            cache_write_1h=exact(scale(variant.rates.cache_write_1h)),
+            per_request=exact(scale(variant.rates.per_request)),
+            tiers=_tiers(variant.rates, scale),
+        )
+        for variant in variants
     ]
 
 
@@ -302,6 +346,7 @@ def model_view(catalog: Catalog, model: Model, now: datetime, finance: bool) -> 
             per_request=exact(credits(rates.per_request)),
             tiers=_tiers(rates, credits),
             cache_write_1h=exact(credits(rates.cache_write_1h)),
+            variants=_variants(price.variants, credits),
         )
         if finance:
             upstream = Upstream(
@@ -314,6 +359,7 @@ def model_view(catalog: Catalog, model: Model, now: datetime, finance: bool) -> 
                 tiers=_tiers(rates, lambda usd: usd),
                 source=price.source,
                 cache_write_1h=exact(rates.cache_write_1h),
+                variants=_variants(price.variants, lambda usd: usd),
             )
     priced = input_rate is not None and (model.embedding or output_rate is not None)
     return CatalogModel(
@@ -553,11 +599,44 @@ async def add_price(conn: AsyncConnection, catalog: Catalog, data: PriceCreate) 
                 check_rate(value, f"tiers[{index}].{kind}")
     if len({tier.above_input_tokens for tier in data.tiers}) != len(data.tiers):
         raise InvalidRequest("Two tiers share one `above_input_tokens`", param="tiers")
+    check_variants(data.variants)
     latest = model.prices[-1].effective_from if model.prices else None
     effective_from = _effective_from(data.effective_from, latest, now())
-    entry = msgspec.structs.asdict(data) | {"tiers": [msgspec.structs.asdict(t) for t in data.tiers]}
+    entry = msgspec.structs.asdict(data) | {
+        "tiers": [msgspec.structs.asdict(t) for t in data.tiers],
+        "variants": [
+            msgspec.structs.asdict(v) | {"tiers": [msgspec.structs.asdict(t) for t in v.tiers]} for v in data.variants
+        ],
+    }
     (row,) = await repository.insert_prices(conn, [price_row(model.id, entry, effective_from, data.source)])
     return price_out(row)
+
+
+def check_variants(variants: list[VariantIn]) -> None:
+    seen = set()
+    for index, variant in enumerate(variants):
+        where = f"variants[{index}]"
+        for kind in (*RATE_KINDS, "per_request"):
+            if (value := getattr(variant, kind)) is not None:
+                check_rate(value, f"{where}.{kind}")
+        for number, tier in enumerate(variant.tiers):
+            for kind in RATE_KINDS:
+                if (value := getattr(tier, kind)) is not None:
+                    check_rate(value, f"{where}.tiers[{number}].{kind}")
+        if len({tier.above_input_tokens for tier in variant.tiers}) != len(variant.tiers):
+            raise InvalidRequest(f"Two tiers of `{where}` share one `above_input_tokens`", param="variants")
+        conditions = (variant.service_tier, variant.region, variant.time_from, variant.time_to)
+        if conditions == (None, None, None, None):
+            raise InvalidRequest(
+                f"`{where}` needs a `service_tier`, a `region` or a `time_from`/`time_to` window", param="variants"
+            )
+        if (variant.time_from is None) != (variant.time_to is None) or (
+            variant.time_from is not None and variant.time_from == variant.time_to
+        ):
+            raise InvalidRequest(f"`{where}` needs both ends of a non-empty time window", param="variants")
+        if conditions in seen:
+            raise InvalidRequest(f"`{where}` repeats the conditions of another variant", param="variants")
+        seen.add(conditions)
 
 
 def check_rate(value: Decimal, field: str) -> None:
@@ -581,6 +660,7 @@ def price_out(row: Row) -> PriceVersionOut:
         tiers=_tiers(version.rates, lambda usd: usd),
         source=row.source,
         cache_write_1h=exact(row.cache_write_1h),
+        variants=_variants(version.variants, lambda usd: usd),
     )
 
 

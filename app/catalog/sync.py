@@ -21,8 +21,16 @@ from sqlalchemy import Row, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.catalog import repository, sources
-from app.catalog.importer import ORIGIN_PROVIDERS, RATE_KINDS, model_row, plan_prices, price_row, same_rates
-from app.catalog.schemas import SourceSyncResult, SyncChange, SyncPrice, SyncResult, TierRates
+from app.catalog.importer import (
+    ORIGIN_PROVIDERS,
+    RATE_KINDS,
+    VARIANT_CONDITIONS,
+    model_row,
+    plan_prices,
+    price_row,
+    same_rates,
+)
+from app.catalog.schemas import SourceSyncResult, SyncChange, SyncPrice, SyncResult, TierRates, VariantRates
 from app.catalog.service import exact
 from app.catalog.sources import SourceData, SourceError, Upstreams
 from app.config import SYNC_SOURCES
@@ -274,11 +282,21 @@ def price_view(price: Row | dict[str, Any] | None) -> SyncPrice | None:
         )
         for tier in get("tiers")
     ]
+    variants = [
+        VariantRates(
+            **{key: variant.get(key) for key in VARIANT_CONDITIONS},
+            **{kind: variant.get(kind) for kind in RATE_KINDS},
+            per_request=variant.get("per_request") or "0",
+            tiers=[TierRates(**tier) for tier in variant.get("tiers") or []],
+        )
+        for variant in get("variants") or []
+    ]
     return SyncPrice(
         **{kind: exact(get(kind)) for kind in RATE_KINDS},
         per_request=exact(get("per_request")) or "0",
         tiers=tiers,
         effective_from=get("effective_from"),
+        variants=variants,
     )
 
 

@@ -29,10 +29,28 @@ class EstimateController(Controller):
         catalog, now, finance = state.catalog.catalog, state.clock.now(), request.user.is_finance
         usage = service.usage_of(data)
         if data.model is not None:
-            result, _ = service.estimate(catalog, data.model, usage, now, finance=finance, provider=data.provider)
+            result, _ = service.estimate(
+                catalog,
+                data.model,
+                usage,
+                now,
+                finance=finance,
+                provider=data.provider,
+                service_tier=data.service_tier,
+                region=data.region,
+            )
             estimates = [result]
         else:
-            result = service.compare(catalog, data.models, usage, now, finance=finance, provider=data.provider)
+            result = service.compare(
+                catalog,
+                data.models,
+                usage,
+                now,
+                finance=finance,
+                provider=data.provider,
+                service_tier=data.service_tier,
+                region=data.region,
+            )
             estimates = result.estimates
         if data.account_id is not None or request.user.account_id is not None:
             if request.user.account_id is None and not (

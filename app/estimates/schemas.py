@@ -2,6 +2,7 @@ from typing import Annotated, Any
 
 import msgspec
 
+from app.catalog.schemas import Region, ServiceTier
 from app.usage.schemas import ErrorObject, ModelRef, ProviderRef
 
 
@@ -23,6 +24,9 @@ class EstimateIn(msgspec.Struct, forbid_unknown_fields=True):
     provider: ProviderRef | None = None
     usage: dict[str, Any] | None = None
     usage_format: Annotated[str, msgspec.Meta(max_length=50)] | None = None
+    # Priced as a usage event on that tier and in that region would be, at this time of day.
+    service_tier: ServiceTier = "default"
+    region: Region | None = None
 
 
 class Line(msgspec.Struct):
@@ -45,6 +49,9 @@ class Estimate(msgspec.Struct, omit_defaults=True):
     effective_from: str
     tier: int | None
     breakdown: list[Line]
+    # The tier and region priced (echoing the request; a Bedrock profile id names its region).
+    service_tier: str | msgspec.UnsetType = msgspec.UNSET
+    region: str | None = None
     account: Funds | None = None
     upstream_cost_usd: str | msgspec.UnsetType = msgspec.UNSET
     margin: str | msgspec.UnsetType = msgspec.UNSET

@@ -6,6 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from app import pricing
+from app.catalog.resolve import bedrock_region
 from app.catalog.service import Catalog, exact
 from app.errors import AppError, InvalidRequest
 from app.estimates.schemas import Comparison, Estimate, EstimateIn, Line, Unavailable
@@ -35,12 +36,15 @@ def estimate(
     finance: bool,
     compared: bool = False,
     provider: str | None = None,
+    service_tier: str = "default",
+    region: str | None = None,
 ) -> tuple[Estimate, Decimal]:
     model = catalog.require_available(model_ref, provider)
+    region = region or bedrock_region(model_ref)
     if compared and model.embedding:
         # Compared with language models, an embedding model simply produces no output.
         usage = replace(usage, output_tokens=0, reasoning_tokens=0)
-    quote, price, margin = catalog.quote(model, usage, now)
+    quote, price, margin = catalog.quote(model, usage, now, service_tier, region)
     lines = [Line(line.kind, line.tokens, exact(line.rate_credits_per_1m), money(line.credits)) for line in quote.lines]
     view = Estimate(
         model=model.id,
@@ -49,6 +53,8 @@ def estimate(
         effective_from=price.effective_from.isoformat(),
         tier=quote.tier,
         breakdown=lines,
+        service_tier=service_tier,
+        region=region,
     )
     if finance:
         view.upstream_cost_usd, view.margin = money(quote.upstream_usd), exact(margin)
@@ -63,13 +69,27 @@ def compare(
     *,
     finance: bool,
     provider: str | None = None,
+    service_tier: str = "default",
+    region: str | None = None,
 ) -> Comparison:
     """The same call on several models, cheapest first; a model that cannot be priced is listed apart."""
     pricing.validate_usage(usage, embedding=False)
     priced, unavailable = [], []
     for ref in dict.fromkeys(models):
         try:
-            priced.append(estimate(catalog, ref, usage, now, finance=finance, compared=True, provider=provider))
+            priced.append(
+                estimate(
+                    catalog,
+                    ref,
+                    usage,
+                    now,
+                    finance=finance,
+                    compared=True,
+                    provider=provider,
+                    service_tier=service_tier,
+                    region=region,
+                )
+            )
         except AppError as error:
             unavailable.append(Unavailable(model=ref, error=error_object(error)))
     priced.sort(key=lambda item: (item[1], item[0].model))

@@ -97,7 +97,8 @@ EVENTS = """
     SELECT u.id, u.event_id, u.model_id, u.margin, u.credits_per_usd, u.cost, u.upstream_cost_usd, u.credits_usd,
            u.input_tokens, u.output_tokens, u.cached_input_tokens, u.cache_write_tokens, u.reasoning_tokens,
            u.cache_write_1h_tokens, m.type, p.id AS price_id, p.input, p.output, p.cached_input, p.cache_write,
-           p.cache_write_1h, p.per_request, p.tiers, p.effective_from, p.source
+           p.cache_write_1h, p.per_request, p.tiers, p.variants, p.effective_from, p.source, u.occurred_at,
+           u.service_tier, u.region
     FROM usage_events u JOIN prices p ON p.id = u.price_id JOIN models m ON m.id = u.model_id
     WHERE u.id > :after ORDER BY u.id LIMIT :limit
 """
@@ -158,9 +159,12 @@ def recompute(row) -> str | None:
         cache_write_1h_tokens=row.cache_write_1h_tokens,
     )
     try:
+        version = price_version(SimpleNamespace(**row._asdict() | {"id": row.price_id}))
+        # The rates of that version for the call's service tier, region and time of day.
+        _, rates = version.rates_for(row.model_id, row.occurred_at, row.service_tier, row.region)
         quote = pricing.quote(
             row.model_id,
-            price_version(SimpleNamespace(**row._asdict() | {"id": row.price_id})).rates,
+            rates,
             usage,
             embedding=row.type == "embedding",
             margin=row.margin,

@@ -4,6 +4,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from app.catalog.schemas import Region, ServiceTier
+
 AccountId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")]
 Status = Literal["active", "suspended", "closed"]
 EntryKind = Literal["grant", "usage", "adjustment", "expiration", "reversal"]
@@ -86,6 +88,9 @@ class AuthorizationCreate(msgspec.Struct, forbid_unknown_fields=True):
     provider: Annotated[str, msgspec.Meta(min_length=1, max_length=100)] | None = None
     usage: dict[str, Any] | None = None
     usage_format: Annotated[str, msgspec.Meta(max_length=50)] | None = None
+    # The tier and region the call will be served on, priced as a usage event's are.
+    service_tier: ServiceTier = "default"
+    region: Region | None = None
 
 
 class Authorization(msgspec.Struct):
@@ -104,6 +109,8 @@ class Authorization(msgspec.Struct):
     settled_amount: str | None
     event_id: str | None
     available: str | None = None
+    service_tier: str = "default"
+    region: str | None = None
 
 
 class AdjustmentCreate(msgspec.Struct, forbid_unknown_fields=True):

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app import db, idempotency
 from app.auth import Principal
+from app.catalog.resolve import bedrock_region
 from app.catalog.service import Catalog
 from app.errors import AppError, Conflict, InvalidRequest, NotFound
 from app.ledger import repository
@@ -298,6 +299,8 @@ def authorization_view(row, now: datetime, available: Decimal | None = None, eve
         settled_amount=money(row["settled_amount"]) if row["settled_amount"] is not None else None,
         event_id=event_id,
         available=money(available) if available is not None else None,
+        service_tier=row["service_tier"],
+        region=row["region"],
     )
 
 
@@ -315,7 +318,8 @@ async def authorize(
     max_output_tokens = usage.output_tokens
     if model.embedding:
         usage = replace(usage, output_tokens=0, reasoning_tokens=0)
-    quote, price, margin = catalog.quote(model, usage, now)
+    region = data.region or bedrock_region(data.model)
+    quote, price, margin = catalog.quote(model, usage, now, data.service_tier, region)
     books = await open_books(conn, [account_id], now)
     if account_id not in books.balance:
         raise NotFound(f"Account '{account_id}' not found", code="account_not_found", param="account_id")
@@ -336,6 +340,8 @@ async def authorize(
             "max_output_tokens": max_output_tokens,
             "price_id": price.id,
             "margin": margin,
+            "service_tier": data.service_tier,
+            "region": region,
             "created_at": now,
             "expires_at": now + timedelta(seconds=data.ttl_seconds),
         },

@@ -30,7 +30,7 @@ EVENT_COLUMNS = (
     "account_id", "event_id", "model_id", "price_id", "margin", "credits_per_usd", "input_tokens", "output_tokens",
     "cached_input_tokens", "cache_write_tokens", "reasoning_tokens", "cost", "upstream_cost_usd", "credits_usd",
     "occurred_at", "authorization_id", "metadata", "reported_model", "provider", "usage", "usage_format",
-    "cache_write_1h_tokens",
+    "cache_write_1h_tokens", "service_tier", "region",
 )  # fmt: skip
 # The sums a usage rollup keeps, over events `e`; reports over raw events use the same expressions,
 # so the two agree to the last digit.
@@ -46,22 +46,22 @@ ROLLUP_COLUMNS = (
 )  # fmt: skip
 # Columns of EVENT_COLUMNS sent as one text each (`db.numerics`).
 NUMERIC_COLUMNS = frozenset({"margin", "credits_per_usd", "cost", "upstream_cost_usd", "credits_usd"})
-# One statement records the events and adds them to their daily rollups. Parameters $1..$22 are the
-# columns of EVENT_COLUMNS in order, one array each (a joined text for NUMERIC_COLUMNS); $23 the
-# overdrawn flags; $24 the time recorded.
+# One statement records the events and adds them to their daily rollups. Parameters $1..$24 are the
+# columns of EVENT_COLUMNS in order, one array each (a joined text for NUMERIC_COLUMNS); $25 the
+# overdrawn flags; $26 the time recorded.
 INSERT = f"""
     WITH e AS (
         INSERT INTO usage_events (
             account_id, event_id, model_id, price_id, margin, credits_per_usd, input_tokens, output_tokens,
             cached_input_tokens, cache_write_tokens, reasoning_tokens, cost, upstream_cost_usd, credits_usd,
             occurred_at, authorization_id, metadata, reported_model, provider, usage, usage_format,
-            cache_write_1h_tokens, overdrawn, recorded_at)
-        SELECT *, $24 FROM unnest(
+            cache_write_1h_tokens, service_tier, region, overdrawn, recorded_at)
+        SELECT *, $26 FROM unnest(
             $1::text[], $2::text[], $3::text[], $4::bigint[], string_to_array($5, ',')::numeric[],
             string_to_array($6, ',')::numeric[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[],
             $11::bigint[], string_to_array($12, ',')::numeric[], string_to_array($13, ',')::numeric[],
             string_to_array($14, ',')::numeric[], $15::timestamptz[], $16::text[], $17::jsonb[], $18::text[],
-            $19::text[], $20::jsonb[], $21::text[], $22::bigint[], $23::boolean[])
+            $19::text[], $20::jsonb[], $21::text[], $22::bigint[], $23::text[], $24::text[], $25::boolean[])
         RETURNING id, account_id, event_id, model_id, occurred_at, input_tokens, output_tokens, cached_input_tokens,
             cache_write_tokens, reasoning_tokens, cost, upstream_cost_usd, credits_usd
     ), rollups AS (
@@ -83,14 +83,14 @@ EXISTING = """
            u.output_tokens, u.cached_input_tokens, u.cache_write_tokens, u.reasoning_tokens, u.cache_write_1h_tokens,
            u.cost, u.upstream_cost_usd, u.occurred_at, u.recorded_at, u.authorization_id, u.metadata, u.overdrawn,
            u.reported_model, u.provider, u.usage, u.usage_format, NULL AS unrated_reason, u.unrated_since,
-           l.balance_after
+           l.balance_after, u.service_tier, u.region
     FROM k JOIN usage_events u USING (account_id, event_id)
     JOIN ledger_entries l ON l.usage_event_id = u.id AND l.kind = 'usage'
     UNION ALL
     SELECT 'unrated', r.id, r.account_id, r.event_id, r.model_id, NULL, NULL, r.input_tokens, r.output_tokens,
            r.cached_input_tokens, r.cache_write_tokens, r.reasoning_tokens, r.cache_write_1h_tokens, NULL, NULL,
            r.occurred_at, r.recorded_at, NULL, r.metadata, false, r.reported_model, r.provider, r.usage,
-           r.usage_format, r.reason, NULL, NULL
+           r.usage_format, r.reason, NULL, NULL, r.service_tier, r.region
     FROM k JOIN unrated_usage r USING (account_id, event_id)
 """
 
@@ -106,17 +106,17 @@ async def existing(conn: asyncpg.Connection, keys: list[tuple[str, str]]) -> lis
 UNRATED_COLUMNS = (
     "account_id", "event_id", "reported_model", "provider", "unrated_reason", "model_id", "input_tokens",
     "output_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens", "cache_write_1h_tokens",
-    "usage", "usage_format", "occurred_at", "metadata",
+    "usage", "usage_format", "occurred_at", "metadata", "service_tier", "region",
 )  # fmt: skip
 INSERT_UNRATED = """
     INSERT INTO unrated_usage (
         account_id, event_id, reported_model, provider, reason, model_id, input_tokens, output_tokens,
         cached_input_tokens, cache_write_tokens, reasoning_tokens, cache_write_1h_tokens, usage, usage_format,
-        occurred_at, metadata, recorded_at)
-    SELECT *, $17 FROM unnest(
+        occurred_at, metadata, service_tier, region, recorded_at)
+    SELECT *, $19 FROM unnest(
         $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::bigint[],
         $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::jsonb[], $14::text[], $15::timestamptz[],
-        $16::jsonb[])
+        $16::jsonb[], $17::text[], $18::text[])
 """
 
 
@@ -151,6 +151,7 @@ def _stored_select(status: str):
             u.margin, *(u[name] for name in TOKEN_COLUMNS), u.cost, u.upstream_cost_usd, u.occurred_at, u.recorded_at,
             u.authorization_id, u.metadata, u.overdrawn, u.reported_model, u.provider, u.usage, u.usage_format,
             cast(null(), Text).label("unrated_reason"), u.unrated_since, ledger_entries.c.balance_after,
+            u.service_tier, u.region,
         ).join(
             ledger_entries,
             (ledger_entries.c.usage_event_id == u.id) & (ledger_entries.c.kind == "usage"),
@@ -164,6 +165,7 @@ def _stored_select(status: str):
         cast(null(), Text).label("authorization_id"), r.metadata, false().label("overdrawn"), r.reported_model,
         r.provider, r.usage, r.usage_format, r.reason.label("unrated_reason"),
         cast(null(), DateTime(timezone=True)).label("unrated_since"), cast(null(), Numeric).label("balance_after"),
+        r.service_tier, r.region,
     ), unrated_usage  # fmt: skip
 
 

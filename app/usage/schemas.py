@@ -3,6 +3,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from app.catalog.schemas import Region, ServiceTier
+
 EventId = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 ModelRef = Annotated[str, msgspec.Meta(min_length=1, max_length=300)]
 ProviderRef = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
@@ -32,6 +34,10 @@ class UsageIn(msgspec.Struct, forbid_unknown_fields=True):
     # openai, openai-responses, anthropic, gemini, bedrock (default: told by the object's shape).
     usage: dict[str, Any] | None = None
     usage_format: Annotated[str, msgspec.Meta(max_length=50)] | None = None
+    # As the provider's response reported it (OpenAI's `service_tier`); `batch` for batch processing.
+    service_tier: ServiceTier = "default"
+    # Where prices differ by it; a Bedrock cross-region profile id (`us.anthropic....`) names its own.
+    region: Region | None = None
 
 
 class UsageEvent(msgspec.Struct, omit_defaults=True):
@@ -68,6 +74,9 @@ class UsageEvent(msgspec.Struct, omit_defaults=True):
     unrated_reason: str | None = None
     unrated_since: datetime | None = None
     upstream_cost_usd: str | msgspec.UnsetType | None = msgspec.UNSET
+    # Always given (`default` included): the tier the event was priced at.
+    service_tier: str | msgspec.UnsetType = msgspec.UNSET
+    region: str | None = None
 
 
 class BatchIn(msgspec.Struct, forbid_unknown_fields=True):

@@ -10,8 +10,9 @@ import msgspec
 
 from app import pricing
 from app.auth import Principal
+from app.catalog.resolve import bedrock_region
 from app.catalog.service import Catalog
-from app.errors import TYPES, AppError, Conflict, InvalidRequest, NotFound
+from app.errors import AppError, Conflict, InvalidRequest, NotFound, error_type
 from app.idempotency import differing_fields, reused
 from app.ledger import repository as ledger_repository
 from app.ledger.service import open_books
@@ -62,6 +63,8 @@ class Prepared(msgspec.Struct, frozen=True, gc=False):
     cache_write_1h_tokens: int
     occurred_at_given: bool
     unrated_reason: str | None = None
+    service_tier: str = "default"
+    region: str | None = None
 
     def payload(self, with_time: bool) -> dict[str, Any]:
         """What a retry must repeat exactly. The time counts only when the retry states one: a
@@ -72,6 +75,8 @@ class Prepared(msgspec.Struct, frozen=True, gc=False):
             "provider": self.provider,
             "authorization_id": self.authorization_id,
             "metadata": self.metadata,
+            "service_tier": self.service_tier,
+            "region": self.region,
         }
         if with_time:
             fields["occurred_at"] = self.occurred_at
@@ -97,6 +102,7 @@ def prepare(event: UsageIn, principal: Principal, catalog: Catalog, now: datetim
     check_text(event.authorization_id, "authorization_id")
     usage, usage_format = reported.usage_from(event)
     model = catalog.resolve(event.model, event.provider)
+    tier, region = event.service_tier, event.region or bedrock_region(event.model)
     reason = None
     if model is None:
         pricing.validate_usage(usage, embedding=False)  # as charging does, before anything else
@@ -104,7 +110,7 @@ def prepare(event: UsageIn, principal: Principal, catalog: Catalog, now: datetim
     else:
         try:
             # Usage of a disabled provider's model still happened, so it is still charged.
-            upstream_usd, cost, price, margin = catalog.charge(model, usage, occurred_at)
+            upstream_usd, cost, price, margin = catalog.charge(model, usage, occurred_at, None, tier, region)
         except pricing.ModelUnpriced:
             reason = "model_unpriced"
     if reason is not None:
@@ -138,6 +144,8 @@ def prepare(event: UsageIn, principal: Principal, catalog: Catalog, now: datetim
             usage.cache_write_1h_tokens,
             given,
             reason,
+            tier,
+            region,
         )
     credits_per_usd = catalog.credits_per_usd
     return Prepared(
@@ -164,6 +172,9 @@ def prepare(event: UsageIn, principal: Principal, catalog: Catalog, now: datetim
         usage_format,
         usage.cache_write_1h_tokens,
         given,
+        None,
+        tier,
+        region,
     )
 
 
@@ -175,7 +186,9 @@ def rerate(row: Any, catalog: Catalog, now: datetime) -> Prepared | None:
         return None
     usage = pricing.Usage(*(row[name] for name in TOKEN_FIELDS))
     try:
-        upstream_usd, cost, price, margin = catalog.charge_waiting(model, usage, row["occurred_at"], now)
+        upstream_usd, cost, price, margin = catalog.charge_waiting(
+            model, usage, row["occurred_at"], now, row["service_tier"], row["region"]
+        )
     except AppError:  # still unpriced, or (an embedding model) output it cannot have produced
         return None
     credits_per_usd = catalog.credits_per_usd
@@ -199,6 +212,9 @@ def rerate(row: Any, catalog: Catalog, now: datetime) -> Prepared | None:
         row["usage_format"],
         row["cache_write_1h_tokens"],
         True,
+        None,
+        row["service_tier"],
+        row["region"],
     )
 
 
@@ -263,6 +279,8 @@ def event_view(
         event.unrated_reason,
         None,
         money(event.upstream_cost_usd) if charged else None,
+        event.service_tier,
+        event.region,
     )
 
 
@@ -292,6 +310,8 @@ def stored_view(row: Any, *, replay: bool = False) -> UsageEvent:
         unrated_reason=row["unrated_reason"],
         unrated_since=row["unrated_since"],
         upstream_cost_usd=money(row["upstream_cost_usd"]) if charged else None,
+        service_tier=row["service_tier"],
+        region=row["region"],
     )
 
 
@@ -302,6 +322,8 @@ def stored_payload(row: Any, given_occurred_at: bool) -> dict[str, Any]:
         "provider": row["provider"],
         "authorization_id": row["authorization_id"],
         "metadata": row["metadata"],
+        "service_tier": row["service_tier"],
+        "region": row["region"],
     }
     if given_occurred_at:
         fields["occurred_at"] = row["occurred_at"]
@@ -323,8 +345,9 @@ def for_audience(event: UsageEvent, finance: bool) -> UsageEvent:
 
 
 def error_object(error: AppError) -> ErrorObject:
-    kind = TYPES.get(error.status, "api_error")
-    return ErrorObject(message=error.message, type=kind, code=error.code, param=error.param)
+    return ErrorObject(
+        message=error.message, type=error_type(error.status, error.code), code=error.code, param=error.param
+    )
 
 
 async def record(conn: asyncpg.Connection, batch: list[Prepared], now: datetime) -> list[Outcome]:

@@ -213,6 +213,8 @@ def bedrock_region(model: str) -> str | None:
     """The geography of a Bedrock cross-region inference profile a model string names
     (`us.anthropic.claude-sonnet-4-5-20250929-v1:0`, or its ARN): Bedrock prices some profiles apart
     from the model in one region, so the profile is the call's region (`us`, `eu`, `global`, ...)."""
+    if "." not in model:  # most model strings: no profile
+        return None
     text = model.strip().lower()
     arn = _ARN.match(text)
     found = _PROFILE.match(arn.group(1) if arn else text)

@@ -19,7 +19,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app import db
 from app.auth import ApiKeyMiddleware, KeyCache, KeyChanges, LastUsed, RateLimiter, last_used_tracking, require_scope
 from app.catalog import sync
-from app.catalog.endpoints import CatalogAdminController, ModelController, OpenAIModelController
+from app.catalog.endpoints import (
+    CatalogAdminController,
+    ModelController,
+    ModelListingController,
+    OpenAIModelController,
+)
+from app.catalog.listings import Listings
 from app.catalog.service import CatalogStore, now
 from app.catalog.sources import Upstreams
 from app.clock import Clock
@@ -143,6 +149,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             state.key_cache = KeyCache(KeyChanges.for_database(settings.database_url))
             state.upstreams = Upstreams.from_settings(settings)
             state.sync_sources = settings.sync_sources
+            state.listings = Listings()
             state.catalog = CatalogStore(engine, settings.default_margin, settings.credits_per_usd)
             await state.catalog.refresh()
             state.coalescer = Coalescer(state.pool, clock)
@@ -178,6 +185,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             KeyController,
             ModelController,
             OpenAIModelController,
+            ModelListingController,
             CatalogAdminController,
             UsageController,
             AuthorizationController,

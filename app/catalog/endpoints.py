@@ -1,15 +1,15 @@
 import hashlib
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Controller, Request, delete, get, patch, post, put
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import FromPath, FromQuery, JSONBody
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from litestar.response import Response
 
 from app.auth import Principal
-from app.catalog import importer, repository, service, sync
+from app.catalog import importer, listings, repository, service, sync
 from app.catalog.schemas import (
     AliasCreate,
     AliasList,
@@ -23,8 +23,11 @@ from app.catalog.schemas import (
     ModelResolution,
     ModelType,
     ModelUpsert,
+    OllamaModelsAnswer,
     OpenAIModel,
     OpenAIModelList,
+    OpenRouterEmbeddingsAnswer,
+    OpenRouterModelsAnswer,
     PriceCreate,
     PriceVersionOut,
     Provider,
@@ -389,3 +392,43 @@ class CatalogAdminController(Controller):
     async def _provider(request: AnyRequest, provider_id: str) -> Provider:
         catalog = await request.app.state.catalog.refresh()
         return next(p for p in service.provider_list(catalog).providers if p.id == provider_id)
+
+
+Curated = Annotated[
+    bool,
+    QueryParameter(description="The curated list, priced by the catalog, without asking OpenRouter"),
+]
+
+
+class ModelListingController(Controller):
+    """Model pickers in the shapes front ends already read: OpenRouter's models and embedding models, live with
+    OPENROUTER_API_KEY (else curated), and the local Ollama's inference models (app/catalog/listings.py)."""
+
+    path = "/api/models"
+    tags = ["model pickers"]
+    opt = {"scope": "catalog:read"}
+
+    @get("/openrouter")
+    async def openrouter_models(self, request: AnyRequest, curated: Curated = False) -> OpenRouterModelsAnswer:
+        """OpenRouter's language models with USD prices per token, margin included; `source` says where from."""
+        state = request.app.state
+        data = await listings.openrouter_models(
+            state.listings, catalog_of(request), state.upstreams, service.now(), curated=curated
+        )
+        return OpenRouterModelsAnswer(success=True, data=data)
+
+    @get("/openrouter/embeddings")
+    async def openrouter_embeddings(self, request: AnyRequest, curated: Curated = False) -> OpenRouterEmbeddingsAnswer:
+        """OpenRouter's embedding models with `dimensions` and USD `cost_per_million`, margin included."""
+        state = request.app.state
+        data = await listings.openrouter_embeddings(
+            state.listings, catalog_of(request), state.upstreams, service.now(), curated=curated
+        )
+        return OpenRouterEmbeddingsAnswer(success=True, data=data)
+
+    @get("/ollama")
+    async def ollama_models(self, request: AnyRequest) -> OllamaModelsAnswer:
+        """The local Ollama server's inference models; `ollama_unreachable` with `error` when it does not answer."""
+        state = request.app.state
+        data = await listings.ollama_models(state.listings, catalog_of(request), state.upstreams)
+        return OllamaModelsAnswer(success=True, data=data)

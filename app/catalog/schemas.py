@@ -390,3 +390,82 @@ class SyncResult(msgspec.Struct):
     dry_run: bool
     ok: bool  # no source reported an error
     results: list[SourceSyncResult]
+
+
+# Model pickers (app/catalog/listings.py): GET /api/models/openrouter[/embeddings] and /api/models/ollama, in the
+# shapes front ends already read. Prices are the customer's (margin included) in USD, as exact decimal strings.
+
+ListingSource = Literal["api", "curated", "curated_fallback"]
+
+
+class TokenPricing(msgspec.Struct):
+    """USD per token, margin included: what a token costs through this service ("0.00000021")."""
+
+    prompt: str
+    completion: str
+
+
+class OpenRouterModel(msgspec.Struct, omit_defaults=True):
+    id: str  # OpenRouter's id (`openai/gpt-4o-mini`)
+    name: str
+    provider: str  # the vendor's display name (`OpenAI`)
+    context: int | None
+    # Left out when the price is unknown or variable (OpenRouter's `openrouter/auto`).
+    pricing: TokenPricing | msgspec.UnsetType = msgspec.UNSET
+
+
+class OpenRouterModels(msgspec.Struct):
+    """`source`: `api` (OpenRouter's live listing), `curated` (no OPENROUTER_API_KEY, or `curated=true`) or
+    `curated_fallback` (OpenRouter did not answer, or answered nothing usable)."""
+
+    models: list[OpenRouterModel]
+    source: ListingSource
+    total: int
+
+
+class OpenRouterModelsAnswer(msgspec.Struct):
+    success: bool
+    data: OpenRouterModels
+
+
+class OpenRouterEmbedding(msgspec.Struct):
+    id: str
+    name: str
+    provider: str
+    dimensions: int | None  # the output vector's length; null when no source states it
+    context: int | None
+    cost_per_million: str | None  # USD per 1M input tokens, margin included ("$0.028"); null: unpriced
+
+
+class OpenRouterEmbeddings(msgspec.Struct):
+    models: list[OpenRouterEmbedding]
+    source: ListingSource
+    total: int
+
+
+class OpenRouterEmbeddingsAnswer(msgspec.Struct):
+    success: bool
+    data: OpenRouterEmbeddings
+
+
+class OllamaModel(msgspec.Struct):
+    id: str  # the tag, as Ollama names it (`qwen2.5:1.5b`)
+    name: str
+    parameter_size: str | None
+    quantization: str | None
+    family: str | None
+    size_mb: int | None  # decimal megabytes, as `ollama list` shows them
+
+
+class OllamaModels(msgspec.Struct, omit_defaults=True):
+    """`source`: `ollama` (the server answered) or `ollama_unreachable` (it did not, or not usably: `error`)."""
+
+    models: list[OllamaModel]
+    source: Literal["ollama", "ollama_unreachable"]
+    total: int
+    error: str | msgspec.UnsetType = msgspec.UNSET
+
+
+class OllamaModelsAnswer(msgspec.Struct):
+    success: bool
+    data: OllamaModels

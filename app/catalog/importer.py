@@ -93,6 +93,10 @@ def model_row(entry: dict[str, Any]) -> dict[str, Any]:
         "created": date.fromisoformat(entry["created"]) if entry.get("created") else None,
         "deprecation_date": date.fromisoformat(entry["deprecation_date"]) if entry.get("deprecation_date") else None,
         "match": entry.get("match"),
+        "input_modalities": entry.get("input_modalities"),
+        "output_modalities": entry.get("output_modalities"),
+        # {fact: where it came from}, for the facts the entry knows (see app/catalog/SOURCES.md).
+        "facts": dict(entry.get("facts") or {}),
     }
 
 

@@ -10,7 +10,7 @@ from typing import TypeVar
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-SYNC_SOURCES = ("openrouter", "ollama", "litellm")
+SYNC_SOURCES = ("openrouter", "ollama", "litellm", "genai-prices")
 
 
 class SettingsError(ValueError):

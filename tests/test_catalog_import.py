@@ -150,3 +150,25 @@ async def test_reimport_keeps_operator_aliases(client, admin, scratch, conn_engi
         (f"{provider}-m", f"{provider}/other", None),
         ("deploy-7", f"{provider}/m", provider),
     }
+
+
+async def test_facts_are_stored_with_their_sources_and_a_reimport_keeps_what_it_does_not_say(scratch, conn_engine):
+    data = catalog_file(scratch, {"input": "1", "output": "2"})
+    data["models"][0] |= {
+        "input_modalities": ["text", "image"],
+        "output_modalities": ["text"],
+        "facts": {"context_window": "file v1", "tools": "file v1", "input_modalities": "file v1"},
+    }
+    await run_import(conn_engine, data, datetime(2026, 1, 1, tzinfo=UTC))
+    newer = catalog_file(scratch, {"input": "1", "output": "2"})
+    newer["models"][0] |= {"context_window": 2000, "capabilities": {}, "facts": {"context_window": "file v2"}}
+    await run_import(conn_engine, newer, datetime(2026, 1, 2, tzinfo=UTC))
+    async with conn_engine.connect() as conn:
+        query = text(
+            "SELECT context_window, supports_tools, input_modalities, output_modalities, facts"
+            " FROM models WHERE id = :m"
+        )
+        row = (await conn.execute(query, {"m": f"{scratch}/m"})).one()
+    assert (row.context_window, row.supports_tools) == (2000, True)
+    assert (row.input_modalities, row.output_modalities) == (["text", "image"], ["text"])
+    assert row.facts == {"context_window": "file v2", "tools": "file v1", "input_modalities": "file v1"}

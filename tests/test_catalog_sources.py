@@ -378,6 +378,13 @@ async def test_openrouter_models_and_embeddings(upstream):
     data = await read("openrouter", upstreams(upstream.url, openrouter_api_key="sk-or-test"))
     assert (data.source, data.errors, data.complete_listing_of) == ("api", [], "openrouter")
     models = by_name(data)
+    # What the router lists about a model, each fact labelled with the listing.
+    gpt4o = models["openai/gpt-4o"]
+    assert (gpt4o["input_modalities"], gpt4o["output_modalities"]) == (["text", "image"], ["text"])
+    listed = ("context_window", "max_output_tokens", "input_modalities", "output_modalities", "tools", "vision")
+    listed += ("audio_input", "reasoning", "json_output", "prompt_caching", "created")
+    assert gpt4o["facts"] == dict.fromkeys(listed, "openrouter api")
+    assert models["openai/text-embedding-3-small"]["output_modalities"] == ["embedding"]
     assert set(models) == {
         "openai/gpt-4o",
         "anthropic/claude-sonnet-4",

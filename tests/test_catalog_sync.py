@@ -4,6 +4,7 @@ deprecates vanished models, and never rewrites history; the admin endpoint, the 
 Each test syncs into providers of its own (the catalog tables are not emptied between tests)."""
 
 import asyncio
+import importlib.metadata
 import json
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -120,6 +121,11 @@ async def test_first_sync_adds_models_with_exact_prices_and_a_repeat_changes_not
         "Test: openai/gpt-4o",
         128000,
         True,
+    )
+    assert (gpt4o["input_modalities"], gpt4o["facts"]["tools"], gpt4o["created"].isoformat()) == (
+        ["text", "image"],
+        "openrouter api",
+        "2024-05-13",
     )
     (price,) = await prices_of(engine, f"{provider}/openai/gpt-4o")
     assert (price["input"], price["output"], price["cached_input"]) == (Decimal("2.5"), Decimal("10"), Decimal("1.25"))
@@ -338,6 +344,64 @@ async def test_a_dry_run_reports_the_diff_and_writes_nothing(engine, upstream, f
     assert len(await prices_of(engine, f"{provider}/openai/gpt-4o")) == 1
 
 
+# genai-prices: the installed package's bundled data
+
+GENAI_PRICES = f"genai-prices {importlib.metadata.version('genai-prices')}"
+
+
+async def test_genai_prices_sync_of_the_data_the_bundled_catalog_holds_changes_nothing(engine):
+    """The bundled catalog was built from the installed genai-prices, through the same code."""
+    result = await sync(engine, Upstreams(), "genai-prices", dry_run=True)
+    (source,) = result.results
+    assert (result.ok, source.name, source.source, source.detail) == (True, "genai-prices", "package", GENAI_PRICES)
+    assert (source.models_added, source.models_updated, source.prices_added, source.changes) == (0, 0, 0, [])
+    assert source.unchanged > 1000
+
+
+async def test_genai_prices_sync_is_a_diff(engine, fresh):
+    provider = fresh()
+    up = Upstreams(genai_prices_providers={"deepseek": provider})  # DeepSeek's models, into a provider of our own
+    t1 = datetime.now(UTC)
+    preview = await sync(engine, up, "genai-prices", at=t1, dry_run=True)
+    added = changes(preview, "added")
+    assert f"{provider}/deepseek-chat" in added and await models_of(engine, provider) == {}
+
+    result = await sync(engine, up, "genai-prices", at=t1)
+    (source,) = result.results
+    assert (result.ok, source.models_added, source.models_deprecated) == (True, len(added), 0)
+    chat = (await models_of(engine, provider))[f"{provider}/deepseek-chat"]
+    assert (chat["context_window"], chat["facts"]) == (64000, {"context_window": GENAI_PRICES})
+    (price,) = await prices_of(engine, f"{provider}/deepseek-chat")
+    assert (price["input"], price["output"], price["source"]) == (Decimal("0.27"), Decimal("1.1"), GENAI_PRICES)
+    # genai-prices' dated price changes are history, each at its date.
+    flash = await prices_of(engine, f"{provider}/deepseek-v4-flash")
+    dated = [(str(p["effective_from"].date()), str(p["input"])) for p in flash]
+    assert dated[-2:] == [("2026-08-17", "0.22"), ("2026-09-10", "0.15")]
+
+    again = (await sync(engine, up, "genai-prices", at=t1 + timedelta(hours=1))).results[0]
+    assert (again.models_added, again.models_updated, again.prices_added) == (0, 0, 0)
+
+    # A price genai-prices does not say (an operator's, say) is undone by a new version at the sync time;
+    # a long-context tier another dataset gave the same price is kept: genai-prices not knowing it is no change.
+    model_id = f"{provider}/deepseek-chat"
+    async with engine.begin() as conn:
+        insert = text(
+            "INSERT INTO prices (model_id, effective_from, input, output, cached_input, tiers, source) "
+            "VALUES (:m, :at, :input, 1.1, 0.07, CAST(:tiers AS jsonb), 'other')"
+        )
+        tier = json.dumps([{"above_input_tokens": 128000, "input": "0.5"} | dict.fromkeys(("output",))])
+        await conn.execute(insert, {"m": model_id, "at": t1 + timedelta(days=1), "input": 9, "tiers": "[]"})
+    t2 = t1 + timedelta(days=2)
+    changed = await sync(engine, up, "genai-prices", at=t2)
+    change = changes(changed, "price_changed")[model_id]
+    assert (change.old_price.input, change.new_price.input, change.new_price.effective_from) == ("9", "0.27", t2)
+    async with engine.begin() as conn:
+        await conn.execute(insert, {"m": model_id, "at": t2 + timedelta(days=1), "input": "0.27", "tiers": tier})
+    kept = (await sync(engine, up, "genai-prices", at=t2 + timedelta(days=2))).results[0]
+    assert (kept.prices_added, kept.changes) == (0, [])
+    assert [p["source"] for p in await prices_of(engine, model_id)] == [GENAI_PRICES, "other", GENAI_PRICES, "other"]
+
+
 # The must-show: a price change leaves recorded usage alone, and the books still reconcile
 
 
@@ -434,6 +498,12 @@ async def test_sync_endpoint(client, admin, make_key, upstream, fresh):
     model = (await client.get(f"/models/{provider}/openai/gpt-4o", headers=admin)).json()
     assert (model["pricing"]["input"], model["upstream"]["input"]) == ("350", "2.5")
 
+    packaged = await client.post("/catalog/sync", json={"sources": ["genai-prices"], "dry_run": True}, headers=admin)
+    assert packaged.status_code == 200, packaged.text
+    assert [(r["name"], r["source"], r["models_added"]) for r in packaged.json()["results"]] == [
+        ("genai-prices", "package", 0)
+    ]
+
     reader = {"X-API-Key": await make_key("catalog:read", "ledger:read")}
     assert_error(await client.post("/catalog/sync", json={}, headers=reader), 403, "insufficient_scope")
     error = assert_error(
@@ -471,6 +541,10 @@ async def test_cli_sync(database, engine, upstream, closed_port, tmp_path):
 
     usage = await billing(database, "catalog", "sync", "--source", "litellm")
     assert usage.exit_code == 2 and "--litellm-file" in usage.stderr
+
+    packaged = await billing(database, "catalog", "sync", "--source", "genai-prices", "--dry-run")
+    assert packaged.exit_code == 0, (packaged.stdout, packaged.stderr)
+    assert "[dry run] genai-prices (package): 0 added, 0 updated, 0 price versions added" in packaged.stdout
 
 
 # The periodic sync

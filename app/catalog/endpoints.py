@@ -368,8 +368,8 @@ class CatalogAdminController(Controller):
 
     @post("/sync", status_code=200)
     async def sync_catalog(self, request: AnyRequest, db: Db, data: JSONBody[SyncRequest]) -> SyncResult:
-        """Sync from upstream (OpenRouter, the local Ollama, a LiteLLM price file): new models added, changed
-        prices as new versions from now, vanished models deprecated. `dry_run` reports the diff only."""
+        """Sync from upstream (OpenRouter, the local Ollama, a LiteLLM price file, the installed genai-prices):
+        new models added, changed prices as new versions, vanished models deprecated. `dry_run`: the diff only."""
         upstreams = request.app.state.upstreams
         names = data.sources or request.app.state.sync_sources
         if "litellm" in names and not (data.litellm_url or upstreams.litellm):

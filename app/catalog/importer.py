@@ -25,7 +25,7 @@ def read_catalog(path: Path = DEFAULT_CATALOG) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"), parse_float=Decimal)
 
 
-def _moment(value: str) -> datetime:
+def catalog_time(value: str) -> datetime:
     """Dates in catalog files mean midnight UTC."""
     if len(value) == 10:
         return datetime.combine(date.fromisoformat(value), datetime.min.time(), UTC)
@@ -124,7 +124,8 @@ def model_row(entry: dict[str, Any]) -> dict[str, Any]:
         "match": entry.get("match"),
         "input_modalities": entry.get("input_modalities"),
         "output_modalities": entry.get("output_modalities"),
-        "facts": entry.get("facts") or {},
+        # {fact: where it came from}, for the facts the entry knows (see app/catalog/SOURCES.md).
+        "facts": dict(entry.get("facts") or {}),
     }
 
 
@@ -137,7 +138,7 @@ def plan_prices(model_id: str, entries: list[dict[str, Any]], history: list[Any]
     whose price is older than the stored one (say a sync moved the price since the file was made)
     does not put its old price back."""
     wanted = sorted(
-        (price_row(model_id, entry, _moment(entry["effective_from"]), entry["source"]) for entry in entries),
+        (price_row(model_id, entry, catalog_time(entry["effective_from"]), entry["source"]) for entry in entries),
         key=lambda row: row["effective_from"],
     )
     if not history:

@@ -69,6 +69,8 @@ async def _upsert_models(conn: AsyncConnection, rows: list[dict[str, Any]], keep
         for name in MODEL_FIELDS
         if name != "id"
     }
+    if keep_known:  # a kept value keeps its source: the stored labels, with the file's over them
+        changed["facts"] = models.c.facts.op("||")(query.excluded.facts)
     # IS DISTINCT FROM: an identical re-import writes nothing, so it does not bump the catalog version.
     differs = func.row(*(models.c[name] for name in changed)).is_distinct_from(func.row(*changed.values()))
     query = query.on_conflict_do_update(

@@ -11,6 +11,8 @@ ModelType = Literal["language", "embedding"]
 Slug = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
 ModelName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@+/-]{0,199}$")]
 Count = Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)]
+# "text", "image", "audio", "video", "file", "embedding", ... as the catalog's sources name them.
+Modality = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]
 # The documented type of an exact rate served as a JSON number (see CatalogModel).
 JsonNumber = float
 
@@ -94,9 +96,16 @@ class CatalogModel(msgspec.Struct, omit_defaults=True):
     supports_reasoning: bool | None
     supports_prompt_caching: bool | None
     supports_json_output: bool | None
+    # What the model takes in and gives out ("text", "image", "audio", "video", "file", "embedding");
+    # null: unknown.
+    input_modalities: list[str] | None
+    output_modalities: list[str] | None
     aliases: list[str]
+    # Unix time of the model's release (or first listing); 0 when no source dates it.
     created: int
     deprecation_date: date | None
+    # Where each known fact came from: {"context_window": "litellm 1.109.1", "created": "snapshot name"}.
+    facts: dict[str, str]
     priced: bool
     # These hold Decimal values, written as JSON numbers digit for digit by service.ENCODER. They are
     # annotated `JsonNumber` only so that the OpenAPI document says "number": no float is ever made.
@@ -133,6 +142,11 @@ class ProviderList(msgspec.Struct):
 class Capabilities(msgspec.Struct):
     vision: bool | None
     function_calling: bool | None
+    reasoning: bool | None
+    prompt_caching: bool | None
+    structured_output: bool | None
+    input_modalities: list[str] | None
+    output_modalities: list[str] | None
 
 
 class OpenAIModel(msgspec.Struct, omit_defaults=True):
@@ -150,6 +164,8 @@ class OpenAIModel(msgspec.Struct, omit_defaults=True):
     context_length: int | None
     max_output_tokens: int | None
     capabilities: Capabilities
+    # Where each known fact came from (see CatalogModel.facts).
+    facts: dict[str, str]
     pricing: Pricing | None
     upstream: Upstream | msgspec.UnsetType | None = msgspec.UNSET
     margin: str | msgspec.UnsetType = msgspec.UNSET
@@ -222,6 +238,8 @@ class ModelUpsert(msgspec.Struct, forbid_unknown_fields=True):
     supports_prompt_caching: bool | None = None
     supports_json_output: bool | None = None
     supports_audio_input: bool | None = None
+    input_modalities: list[Modality] | None = None
+    output_modalities: list[Modality] | None = None
     created: date | None = None
     deprecation_date: date | None = None
     aliases: list[ModelName] = []
@@ -328,14 +346,14 @@ class ImportResult(msgspec.Struct):
 
 # Catalog sync (app/catalog/sync.py)
 
-SyncSource = Literal["openrouter", "ollama", "litellm"]
+SyncSource = Literal["openrouter", "ollama", "litellm", "genai-prices"]
 
 
 class SyncRequest(msgspec.Struct, forbid_unknown_fields=True):
     """Which upstream sources to sync; a dry run reports the diff and writes nothing."""
 
     # Default: BILLING_SYNC_SOURCES (openrouter and ollama).
-    sources: Annotated[list[SyncSource], msgspec.Meta(min_length=1, max_length=3)] | None = None
+    sources: Annotated[list[SyncSource], msgspec.Meta(min_length=1, max_length=4)] | None = None
     dry_run: bool = False
     # Use the bundled curated OpenRouter list instead of the API (source "curated").
     curated: bool = False
@@ -369,7 +387,8 @@ class SyncChange(msgspec.Struct, omit_defaults=True):
 
 class SourceSyncResult(msgspec.Struct):
     """One source's sync. `source` says where the data came from: api, curated or curated_fallback
-    (OpenRouter), ollama or ollama_unreachable, file or url (LiteLLM); `detail` says why a fallback."""
+    (OpenRouter), ollama or ollama_unreachable, file or url (LiteLLM), package (genai-prices, the installed
+    package's bundled data); `detail` says why a fallback, or which data a package holds."""
 
     name: str
     source: str

@@ -378,9 +378,12 @@ def model_view(catalog: Catalog, model: Model, now: datetime, finance: bool) -> 
         supports_reasoning=row.supports_reasoning,
         supports_prompt_caching=row.supports_prompt_caching,
         supports_json_output=row.supports_json_output,
+        input_modalities=row.input_modalities,
+        output_modalities=row.output_modalities,
         aliases=list(model.aliases),
         created=created_timestamp(model),
         deprecation_date=row.deprecation_date,
+        facts=row.facts,
         priced=priced,
         input_cost_per_1m_tokens=number(input_rate),
         output_cost_per_1m_tokens=number(output_rate),
@@ -393,11 +396,11 @@ def model_view(catalog: Catalog, model: Model, now: datetime, finance: bool) -> 
 
 
 def created_timestamp(model: Model) -> int:
-    """Unix time of the model's release, else of its first known price, else 0 (unknown)."""
+    """Unix time of the model's release (or first listing, or snapshot date: `facts["created"]` says
+    which), else 0. Never a price's date: that is when the data was taken or imported, and would make
+    a model look new with every import."""
     if model.row.created is not None:
         return calendar.timegm(model.row.created.timetuple())
-    if model.prices:
-        return int(model.prices[0].effective_from.timestamp())
     return 0
 
 
@@ -414,7 +417,16 @@ def openai_view(view: CatalogModel) -> OpenAIModel:
         type=view.type,
         context_length=view.context_window,
         max_output_tokens=view.max_output_tokens,
-        capabilities=Capabilities(vision=view.supports_vision, function_calling=view.supports_tools),
+        capabilities=Capabilities(
+            vision=view.supports_vision,
+            function_calling=view.supports_tools,
+            reasoning=view.supports_reasoning,
+            prompt_caching=view.supports_prompt_caching,
+            structured_output=view.supports_json_output,
+            input_modalities=view.input_modalities,
+            output_modalities=view.output_modalities,
+        ),
+        facts=view.facts,
         pricing=view.pricing,
         upstream=view.upstream,
         margin=view.margin,
@@ -570,6 +582,17 @@ async def update_provider(conn: AsyncConnection, provider_id: str, data: Provide
     return row
 
 
+# ModelUpsert's fields by the names facts use (the capabilities of catalog files).
+OPERATOR_FACTS = {
+    "supports_tools": "tools",
+    "supports_vision": "vision",
+    "supports_reasoning": "reasoning",
+    "supports_prompt_caching": "prompt_caching",
+    "supports_json_output": "json_output",
+    "supports_audio_input": "audio_input",
+}
+
+
 async def upsert_model(conn: AsyncConnection, catalog: Catalog, data: ModelUpsert) -> str:
     if data.provider not in catalog.providers:
         raise NotFound(f"Provider '{data.provider}' not found", code="provider_not_found", param="provider")
@@ -581,6 +604,12 @@ async def upsert_model(conn: AsyncConnection, catalog: Catalog, data: ModelUpser
     fields = msgspec.structs.asdict(data)
     aliases = fields.pop("aliases")
     fields["display_name"] = fields["display_name"] or data.name
+    # Every fact the operator gives is the operator's (an upsert replaces the model's facts).
+    fields["facts"] = {
+        OPERATOR_FACTS.get(name, name): "operator"
+        for name, value in fields.items()
+        if value is not None and name not in ("provider", "name", "type", "display_name")
+    }
     known = catalog.models.get(model_id)
     fields["match"] = None if known is None else known.row.match  # the data's rules are not the operator's to set
     await repository.upsert_models(conn, [{"id": model_id, **fields}])

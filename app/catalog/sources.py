@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 
 import httpx
 
+from app.catalog import entries, litellm
 from app.catalog.importer import RATE_KINDS, read_catalog
 from app.catalog.service import exact
 from app.config import Settings
@@ -60,6 +61,7 @@ class LitellmTarget(NamedTuple):
     prefixes: tuple[str, ...] = ()  # key prefixes stripped to get the model name
     slash: bool = False  # may the model name contain "/" (else the key is a regional variant)
     free: bool = False  # local models: explicit 0 prices
+    regional: str | None = None  # "bedrock" or "azure": its regional keys are region variants (see litellm.py)
 
 
 # The same mapping as scripts/build_catalog.py, which built the bundled catalog.
@@ -73,7 +75,7 @@ LITELLM_PROVIDERS: dict[str, LitellmTarget] = {
     "cohere_chat": LitellmTarget("cohere", ("cohere_chat/",)),
     "cerebras": LitellmTarget("cerebras", ("cerebras/",)),
     "featherless_ai": LitellmTarget("featherless", ("featherless_ai/",), slash=True),
-    "azure": LitellmTarget("azure", ("azure/",)),
+    "azure": LitellmTarget("azure", ("azure/",), regional="azure"),
     "azure_text": LitellmTarget("azure", ("azure_text/",)),
     "ollama": LitellmTarget("ollama", ("ollama/",), free=True),
     "mistral": LitellmTarget("mistral", ("mistral/",)),
@@ -82,8 +84,8 @@ LITELLM_PROVIDERS: dict[str, LitellmTarget] = {
     "deepseek": LitellmTarget("deepseek", ("deepseek/",)),
     "xai": LitellmTarget("xai", ("xai/",)),
     "groq": LitellmTarget("groq", ("groq/",), slash=True),
-    "bedrock": LitellmTarget("bedrock", ("bedrock/",)),
-    "bedrock_converse": LitellmTarget("bedrock", ("bedrock/converse/", "bedrock/")),
+    "bedrock": LitellmTarget("bedrock", ("bedrock/",), regional="bedrock"),
+    "bedrock_converse": LitellmTarget("bedrock", ("bedrock/converse/", "bedrock/"), regional="bedrock"),
     "together_ai": LitellmTarget("together", ("together_ai/",), slash=True),
     "novita": LitellmTarget("novita", ("novita/",), slash=True),
 }
@@ -129,6 +131,9 @@ class Upstreams:
     openrouter_provider: str = "openrouter"
     ollama_provider: str = "ollama"
     litellm_providers: Mapping[str, LitellmTarget] = field(default_factory=lambda: LITELLM_PROVIDERS)
+    # genai-prices: the catalog providers it syncs, each to the provider id it is stored under; None: every
+    # provider it prices (app/catalog/genai_prices.py TARGETS), under its own id.
+    genai_prices_providers: Mapping[str, str] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Upstreams":
@@ -333,7 +338,26 @@ def variable(source: str) -> dict[str, Any]:
     return dict.fromkeys(RATE_KINDS) | {"per_request": "0", "tiers": [], "source": f"{source} (variable price)"}
 
 
+# The model facts a source may know, besides capabilities and dates.
+MODEL_FACTS = (
+    "context_window",
+    "max_input_tokens",
+    "max_output_tokens",
+    "dimensions",
+    "input_modalities",
+    "output_modalities",
+)
+
+
+def fact_labels(known: dict[str, Any], label: str) -> dict[str, str]:
+    """{fact: label} for every fact the source knows (a value that is not None), in the catalog file's
+    terms: the model facts, the capabilities and `created` (as scripts/build_catalog.py labels them)."""
+    names = (*MODEL_FACTS, *litellm.CAPABILITIES, "created")
+    return {fact: label for fact in names if known.get(fact) is not None}
+
+
 def model_entry(provider: str, name: str, kind: str, **fields: Any) -> dict[str, Any]:
+    """A model in the catalog file's shape; `facts` names the source of each fact the entry knows."""
     entry = {
         "id": f"{provider}/{name}",
         "provider": provider,
@@ -345,6 +369,9 @@ def model_entry(provider: str, name: str, kind: str, **fields: Any) -> dict[str,
         "max_input_tokens": None,
         "dimensions": None,
         "capabilities": {},
+        "input_modalities": None,
+        "output_modalities": None,
+        "facts": {},
         "aliases": [],
         "created": None,
         "deprecation_date": None,
@@ -400,24 +427,34 @@ def openrouter_entry(item: Any, provider: str, *, embedding_list: bool = False) 
     display_name = item.get("name")
     if isinstance(display_name, str):
         display_name = display_name.strip()[:200] or None
+    known = {
+        "context_window": context,
+        "max_output_tokens": None if embedding else count(top.get("max_completion_tokens"), "max_completion_tokens"),
+        "max_input_tokens": context if embedding else None,
+        "input_modalities": litellm.modalities(inputs, "architecture.input_modalities"),
+        "output_modalities": litellm.modalities(outputs or None, "architecture.output_modalities"),
+    }
+    capabilities = {
+        "tools": None if params is None else "tools" in params,
+        "vision": None if inputs is None else "image" in inputs,
+        "audio_input": None if inputs is None else "audio" in inputs,
+        "reasoning": None if params is None else bool({"reasoning", "include_reasoning"} & set(params)),
+        "json_output": None if params is None else bool({"response_format", "structured_outputs"} & set(params)),
+        "prompt_caching": True if "cached_input" in rates else None,
+    }
+    dates = {
+        "created": None if created is None else datetime.fromtimestamp(created, UTC).date().isoformat(),
+        "deprecation_date": day(item.get("expiration_date"), "expiration_date"),
+    }
     return model_entry(
         provider,
         name,
         "embedding" if embedding else "language",
         display_name=display_name if isinstance(display_name, str) else None,
-        context_window=context,
-        max_output_tokens=None if embedding else count(top.get("max_completion_tokens"), "max_completion_tokens"),
-        max_input_tokens=context if embedding else None,
-        capabilities={
-            "tools": None if params is None else "tools" in params,
-            "vision": None if inputs is None else "image" in inputs,
-            "audio_input": None if inputs is None else "audio" in inputs,
-            "reasoning": None if params is None else bool({"reasoning", "include_reasoning"} & set(params)),
-            "json_output": None if params is None else bool({"response_format", "structured_outputs"} & set(params)),
-            "prompt_caching": True if "cached_input" in rates else None,
-        },
-        created=None if created is None else datetime.fromtimestamp(created, UTC).date().isoformat(),
-        deprecation_date=day(item.get("expiration_date"), "expiration_date"),
+        **known,
+        capabilities=capabilities,
+        facts=fact_labels(known | capabilities | dates, "openrouter api"),
+        **dates,
         prices=[
             price(
                 "openrouter api",
@@ -520,19 +557,25 @@ def ollama_entry(provider: str, name: str, tag: dict[str, Any], show: Any) -> di
     else:  # servers before 0.6.4 name no capabilities: go by the family and the name
         embedding = details.get("family") in ("bert", "nomic-bert") or "embed" in name
     flags = capabilities or []
+    size = count(info.get(f"{prefix}embedding_length"), "embedding_length") if embedding and prefix else None
+    known = {
+        "context_window": context,
+        "max_input_tokens": context if embedding else None,
+        # The embedding length of a language model is its hidden size, not an output dimension.
+        "dimensions": size if embedding else None,
+    }
+    listed = {
+        "tools": "tools" in flags if capabilities is not None else None,
+        "vision": "vision" in flags if capabilities is not None else None,
+        "reasoning": "thinking" in flags if capabilities is not None else None,
+    }
     return model_entry(
         provider,
         name,
         "embedding" if embedding else "language",
-        context_window=context,
-        max_input_tokens=context if embedding else None,
-        # The embedding length of a language model is its hidden size, not an output dimension.
-        dimensions=count(info.get(f"{prefix}embedding_length"), "embedding_length") if embedding and prefix else None,
-        capabilities={
-            "tools": "tools" in flags if capabilities is not None else None,
-            "vision": "vision" in flags if capabilities is not None else None,
-            "reasoning": "thinking" in flags if capabilities is not None else None,
-        },
+        **known,
+        capabilities=listed,
+        facts=fact_labels(known | listed, "ollama api"),
         # Local inference costs nothing upstream: an explicit 0 price, never "unpriced".
         prices=[price("ollama (local)", Decimal(0), output=None if embedding else Decimal(0))],
     )
@@ -578,25 +621,8 @@ async def read_ollama(http: httpx.AsyncClient, up: Upstreams, progress: Progress
     return data
 
 
-# LiteLLM's model_prices_and_context_window.json, from a path or a URL
-
-LITELLM_RATES = {
-    "input_cost_per_token": "input",
-    "output_cost_per_token": "output",
-    "cache_read_input_token_cost": "cached_input",
-    "cache_creation_input_token_cost": "cache_write",
-    "cache_creation_input_token_cost_above_1hr": "cache_write_1h",
-}
-LITELLM_TIER = re.compile(rf"^({'|'.join(LITELLM_RATES)})_above_(\d+)k_tokens$")
-LITELLM_MODES = {"chat": "language", "completion": "language", "responses": "language", "embedding": "embedding"}
-LITELLM_FLAGS = {
-    "supports_function_calling": "tools",
-    "supports_vision": "vision",
-    "supports_reasoning": "reasoning",
-    "supports_prompt_caching": "prompt_caching",
-    "supports_response_schema": "json_output",
-    "supports_audio_input": "audio_input",
-}
+# LiteLLM's model_prices_and_context_window.json, from a path or a URL (read by app/catalog/litellm.py,
+# as the bundled catalog's build script reads it)
 
 
 def litellm_target(mapping: Mapping[str, LitellmTarget], litellm_provider: Any) -> LitellmTarget | None:
@@ -607,52 +633,28 @@ def litellm_target(mapping: Mapping[str, LitellmTarget], litellm_provider: Any) 
     return mapping.get(litellm_provider)
 
 
-def litellm_price(item: dict[str, Any], free: bool, label: str) -> list[dict[str, Any]]:
-    if item.get("input_cost_per_token") is None:
-        return [price(label, Decimal(0), output=Decimal(0))] if free else []
-    base = {kind: per_million(item[key], key) for key, kind in LITELLM_RATES.items() if item.get(key) is not None}
-    tiers: dict[int, dict[str, Decimal]] = {}
-    for key, value in item.items():
-        match = LITELLM_TIER.match(key)
-        if match and value is not None:
-            tiers.setdefault(int(match.group(2)) * 1000, {})[LITELLM_RATES[match.group(1)]] = per_million(value, key)
-    request = item.get("input_cost_per_request")
-    per_request = usd(request, "input_cost_per_request") if request is not None else Decimal(0)
-    rates = [*base.values(), *(rate for tier in tiers.values() for rate in tier.values())]
-    if per_request < 0 or any(rate < 0 for rate in rates):
+def litellm_prices(item: dict[str, Any], target: LitellmTarget, label: str) -> list[dict[str, Any]]:
+    """The entry's price as a list of at most one entry; raises litellm.FloatArtefact and ValueError."""
+    try:
+        quoted = litellm.price(item, free=target.free)
+    except litellm.VariablePrice:
         return [variable(label)]
-    if not free and not any(rates) and not per_request:
-        return []  # LiteLLM writes 0.0 for unknown prices as well as for free previews: unknown
-    entry = price(
-        label,
-        base["input"],
-        output=base.get("output", Decimal(0)),
-        cached_input=base.get("cached_input"),
-        cache_write=base.get("cache_write"),
-        per_request=per_request,
-        cache_write_1h=base.get("cache_write_1h"),
-    )
-    entry["tiers"] = [
-        {"above_input_tokens": above} | {kind: exact(tiers[above].get(kind)) for kind in RATE_KINDS}
-        for above in sorted(tiers)
-    ]
-    return [entry]
+    return [] if quoted is None else [quoted | {"source": label}]
 
 
-def litellm_entry(target: LitellmTarget, name: str, kind: str, item: dict[str, Any], label: str) -> dict[str, Any]:
-    flags = {ours: item[theirs] for theirs, ours in LITELLM_FLAGS.items() if isinstance(item.get(theirs), bool)}
-    max_input = count(item.get("max_input_tokens"), "max_input_tokens")
+def litellm_entry(
+    target: LitellmTarget, name: str, item: dict[str, Any], label: str, prices: list[dict[str, Any]]
+) -> dict[str, Any]:
+    known = litellm.facts(item)
     return model_entry(
         target.provider,
         name,
-        kind,
-        context_window=max_input or count(item.get("max_tokens"), "max_tokens"),
-        max_output_tokens=None if kind == "embedding" else count(item.get("max_output_tokens"), "max_output_tokens"),
-        max_input_tokens=max_input,
-        dimensions=count(item.get("output_vector_size"), "output_vector_size") if kind == "embedding" else None,
-        capabilities=flags,
-        deprecation_date=day(item.get("deprecation_date"), "deprecation_date"),
-        prices=litellm_price(item, target.free, label),
+        litellm.kind(item),
+        **{fact: known[fact] for fact in MODEL_FACTS},
+        capabilities={cap: known[cap] for cap in litellm.CAPABILITIES if known[cap] is not None},
+        facts=fact_labels(known, label),
+        deprecation_date=known["deprecation_date"],
+        prices=prices,
     )
 
 
@@ -661,6 +663,7 @@ def litellm_models(body: Any, mapping: Mapping[str, LitellmTarget], label: str) 
         raise SourceError("litellm: expected an object of models keyed by name")
     data = SourceData("litellm", "file", [], [])
     chosen: dict[str, tuple[str, dict[str, Any]]] = {}
+    regional: list[tuple[str, str, str, dict[str, Any]]] = []  # (in-region model id, region, key, entry)
     for key in sorted(body):
         item = body[key]
         if key == "sample_spec":
@@ -669,12 +672,14 @@ def litellm_models(body: Any, mapping: Mapping[str, LitellmTarget], label: str) 
             data.errors.append(f"litellm: '{key}' skipped: not an object")
             continue
         target = litellm_target(mapping, item.get("litellm_provider"))
-        kind = LITELLM_MODES.get(item.get("mode"))
-        if target is None or kind is None:
+        if target is None or litellm.kind(item) is None:
             continue  # a provider we do not carry, or an image/audio/rerank model
         name = next((key[len(p) :] for p in target.prefixes if key.startswith(p)), key)
+        if (found := litellm.regional(target.regional, name)) is not None:
+            regional.append((f"{target.provider}/{found[1]}", found[0], key, item))
+            continue
         if not name or ("/" in name and not target.slash):
-            continue  # a regional or commitment variant
+            continue  # a commitment or other variant the catalog has no place for
         model_id = f"{target.provider}/{name}"
         # The same model under several keys ("gpt-4o", "openai/gpt-4o"): the fullest entry wins.
         if model_id not in chosen or len(item) > len(chosen[model_id][1]):
@@ -683,11 +688,41 @@ def litellm_models(body: Any, mapping: Mapping[str, LitellmTarget], label: str) 
         target = litellm_target(mapping, item["litellm_provider"])
         try:
             name = model_name(model_id.split("/", 1)[1], "name")
-            data.models.append(litellm_entry(target, name, LITELLM_MODES[item["mode"]], item, label))
+            try:
+                prices = litellm_prices(item, target, label)
+            except litellm.FloatArtefact as exc:  # the model's other facts are still good
+                data.errors.append(f"litellm: '{key}': price not used: {exc}")
+                prices = []
+            data.models.append(litellm_entry(target, name, item, label, prices))
         except (ValueError, ArithmeticError) as exc:
             data.errors.append(f"litellm: '{key}' skipped: {exc}")
+    add_regions(data, regional, mapping)
     data.providers = [{"id": p, "name": provider_name(p)} for p in sorted({m["provider"] for m in data.models})]
     return data
+
+
+def add_regions(data: SourceData, regional: list, mapping: Mapping[str, LitellmTarget]) -> None:
+    """A regional key (a Bedrock cross-region profile, an Azure data zone) priced apart from its in-region
+    model becomes a region variant of that model's price; one priced alike adds nothing."""
+    by_id = {entry["id"]: entry for entry in data.models}
+    for model_id, region, key, item in regional:
+        entry = by_id.get(model_id)
+        base = entry["prices"][0] if entry and entry["prices"] else None
+        if base is None or base["input"] is None:
+            continue  # no in-region price to vary
+        try:
+            quoted = litellm.price(item, free=litellm_target(mapping, item["litellm_provider"]).free)
+        except (ValueError, ArithmeticError) as exc:
+            data.errors.append(f"litellm: '{key}': region price not used: {exc}")
+            continue
+        listed = base.setdefault("variants", [])
+        taken = [entries.conditions(variant) for variant in listed]
+        for variant in [] if quoted is None else litellm.region_variants(base, region, quoted):
+            if entries.conditions(variant) not in taken:  # the first key of a region wins (sorted order)
+                listed.append(variant)
+                taken.append(entries.conditions(variant))
+        if not listed:
+            del base["variants"]
 
 
 async def read_litellm(http: httpx.AsyncClient, up: Upstreams, location: str | None) -> SourceData:
@@ -703,6 +738,27 @@ async def read_litellm(http: httpx.AsyncClient, up: Upstreams, location: str | N
     data = litellm_models(body, up.litellm_providers, "litellm " + Path(location).name)
     data.source = source
     return data
+
+
+# genai-prices: the installed package's bundled data (app/catalog/genai_prices.py, as the build script
+# reads it), never its network auto-update. Refreshing its prices means upgrading the package.
+
+
+async def read_genai_prices(up: Upstreams, at: datetime) -> SourceData:
+    """What the installed genai-prices says of the catalog's models (not a complete listing of any
+    provider: a model it stops pricing keeps its last price)."""
+    from app.catalog import genai_prices  # the package's data takes a moment to load: only when asked for
+
+    models, _, label = await asyncio.to_thread(genai_prices.catalog_models, at.date(), _bundled())
+    mapping = up.genai_prices_providers or {provider: provider for provider in genai_prices.TARGETS}
+    found, names = [], {}
+    for model in models:
+        if (provider := mapping.get(model["provider"])) is not None:
+            names[provider] = provider_name(model["provider"])
+            entry = model | {"id": f"{provider}/{model['name']}", "provider": provider}
+            found.append(model_entry(provider, model["name"], model["type"]) | entry)
+    providers = [{"id": provider, "name": names[provider]} for provider in sorted(names)]
+    return SourceData("genai-prices", "package", providers, found, detail=label)
 
 
 def read_file(path: Path, max_bytes: int) -> bytes:

@@ -10,6 +10,7 @@ periodic one on another worker, an operator's) never interleave their plans and 
 """
 
 import asyncio
+import copy
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -20,11 +21,12 @@ from typing import Any
 from sqlalchemy import Row, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.catalog import repository, sources
+from app.catalog import entries, repository, sources
 from app.catalog.importer import (
     ORIGIN_PROVIDERS,
     RATE_KINDS,
     VARIANT_CONDITIONS,
+    catalog_time,
     model_row,
     plan_prices,
     price_row,
@@ -77,7 +79,7 @@ async def sync_catalog(
 
             steps = Steps(name, progress)
             try:
-                data = await read(name, http, upstreams, curated=curated, litellm=litellm, progress=steps)
+                data = await read(name, http, upstreams, at=at, curated=curated, litellm=litellm, progress=steps)
             except SourceError as exc:
                 log.warning("catalog sync: %s", exc.message)
                 results.append(failure(name, exc.message, dry_run, litellm or upstreams.litellm))
@@ -116,17 +118,21 @@ class Steps:
         self(self.total, self.total)
 
 
-async def read(name: str, http, upstreams: Upstreams, *, curated: bool, litellm: str | None, progress) -> SourceData:
+async def read(
+    name: str, http, upstreams: Upstreams, *, at: datetime, curated: bool, litellm: str | None, progress
+) -> SourceData:
     if name == "openrouter":
         return await sources.read_openrouter(http, upstreams, curated=curated)
     if name == "ollama":
         return await sources.read_ollama(http, upstreams, progress)
+    if name == "genai-prices":
+        return await sources.read_genai_prices(upstreams, at)
     return await sources.read_litellm(http, upstreams, litellm)
 
 
 def failure(name: str, error: str, dry_run: bool, litellm: str | None) -> SourceSyncResult:
     """A source whose data could not be used; its `source` says where the data was to come from."""
-    source = {"openrouter": "api", "ollama": "ollama"}.get(name)
+    source = {"openrouter": "api", "ollama": "ollama", "genai-prices": "package"}.get(name)
     if source is None:
         source = "url" if (litellm or "").startswith(("http://", "https://")) else "file"
     return SourceSyncResult(name=name, source=source, provider=None, dry_run=dry_run, errors=[error])
@@ -205,7 +211,7 @@ async def plan_source(conn: AsyncConnection, data: SourceData, *, at: datetime, 
             merged = merge(old, entry)
             fields = [name for name in repository.MODEL_FIELDS if merged[name] != getattr(old, name)]
             in_effect = [row for row in history.get(model_id, []) if row.effective_from <= at]
-            price = next_price(model_id, quoted[-1] if quoted else None, in_effect[-1] if in_effect else None, at)
+            price, ahead = new_prices(model_id, quoted, history.get(model_id, []), at)
         except (ValueError, ArithmeticError) as exc:  # rates the pricing module refuses
             result.errors.append(f"{data.name}: model '{entry['name']}' skipped: {exc}")
             continue
@@ -219,7 +225,10 @@ async def plan_source(conn: AsyncConnection, data: SourceData, *, at: datetime, 
             result.changes.append(
                 SyncChange(id=model_id, change="price_changed", old_price=old_price, new_price=price_view(price))
             )
-        if not fields and price is None:
+        for row in ahead:
+            plan.prices.append(row)
+            result.changes.append(SyncChange(id=model_id, change="price_changed", new_price=price_view(row)))
+        if not fields and price is None and not ahead:
             result.unchanged += 1
 
     provider = data.complete_listing_of
@@ -246,6 +255,8 @@ def merge(old: Row, entry: dict[str, Any]) -> dict[str, Any]:
     merged = {name: getattr(old, name) if new[name] is None else new[name] for name in repository.MODEL_FIELDS}
     if not entry.get("display_name"):
         merged["display_name"] = old.display_name
+    # A kept value keeps its source; a value the source gives is labelled with the source.
+    merged["facts"] = dict(old.facts or {}) | new["facts"]
     return merged
 
 
@@ -258,6 +269,36 @@ def next_price(model_id: str, quoted: dict[str, Any] | None, in_effect: Row | No
     if in_effect is None:
         return None if unpriced(row) else row
     return None if same_rates(in_effect, row) else row
+
+
+def new_prices(model_id: str, quoted: list[dict], stored: list[Row], at: datetime) -> tuple[dict | None, list[dict]]:
+    """(the new version the source's price now calls for, or None; the versions it dates after the sync
+    that are not stored yet). genai-prices knows some price changes ahead: they are added once, at their
+    dates. The other sources' prices are all effective at the sync time."""
+    current = [price for price in quoted if catalog_time(price["effective_from"]) <= at] or quoted[:1]
+    in_effect = [row for row in stored if row.effective_from <= at]
+    now = current[-1] if current else None
+    if now is not None and in_effect:
+        now = carry(now, in_effect[-1])
+    latest = stored[-1].effective_from if stored else None
+    later = [price for price in quoted if catalog_time(price["effective_from"]) > at]
+    ahead = [price_row(model_id, price, catalog_time(price["effective_from"]), price["source"]) for price in later]
+    ahead = [row for row in ahead if latest is None or row["effective_from"] > latest]
+    return next_price(model_id, now, in_effect[-1] if in_effect else None, at), ahead
+
+
+def carry(quoted: dict[str, Any], stored: Row) -> dict[str, Any]:
+    """The source's price with what the stored one adds to it, where their base rates agree: tiers, cache
+    rates and variants another dataset filled in (app/catalog/entries.py). What the source does not know
+    is not a change: a genai-prices sync keeps the long-context tier LiteLLM gave a price."""
+    known = {kind: exact(getattr(stored, kind)) for kind in RATE_KINDS} | {
+        "per_request": exact(stored.per_request),
+        "tiers": stored.tiers,
+        "variants": stored.variants,
+    }
+    filled = copy.deepcopy(quoted)
+    entries.fill_gaps(filled, known)
+    return filled
 
 
 def unpriced(row: dict[str, Any]) -> bool:

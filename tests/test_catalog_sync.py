@@ -395,8 +395,15 @@ async def test_genai_prices_sync_is_a_diff(engine, fresh):
     changed = await sync(engine, up, "genai-prices", at=t2)
     change = changes(changed, "price_changed")[model_id]
     assert (change.old_price.input, change.new_price.input, change.new_price.effective_from) == ("9", "0.27", t2)
+    # (With the same off-peak window as genai-prices': a variant it knows and the stored price lacks is a change.)
+    window = (await prices_of(engine, model_id))[-1]["variants"]
+    assert [v["time_from"] for v in window] == ["16:30"]
     async with engine.begin() as conn:
         await conn.execute(insert, {"m": model_id, "at": t2 + timedelta(days=1), "input": "0.27", "tiers": tier})
+        await conn.execute(
+            text("UPDATE prices SET variants = CAST(:v AS jsonb) WHERE model_id = :m AND effective_from = :at"),
+            {"v": json.dumps(window), "m": model_id, "at": t2 + timedelta(days=1)},
+        )
     kept = (await sync(engine, up, "genai-prices", at=t2 + timedelta(days=2))).results[0]
     assert (kept.prices_added, kept.changes) == (0, [])
     assert [p["source"] for p in await prices_of(engine, model_id)] == [GENAI_PRICES, "other", GENAI_PRICES, "other"]

@@ -34,7 +34,7 @@ RATE = re.compile(r"^(0|[1-9]\d*)(\.\d*[1-9])?$")
 
 
 def conditions(variant: dict[str, Any]) -> dict[str, Any]:
-    return {key: variant[key] for key in CONDITIONS if key in variant}
+    return {key: variant[key] for key in CONDITIONS if variant.get(key) is not None}
 
 
 def problems(variants: Any) -> list[str]:

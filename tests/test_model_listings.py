@@ -214,7 +214,6 @@ async def test_without_a_key_the_curated_list_comes_from_the_catalog(client, rea
             assert models[model_id]["context"] == catalog["context_window"]
 
 
-
 async def test_gpt_4o_mini_worked_example(client, reader):
     """The document's example model: 0.15 and 0.6 USD per 1M in the bundled catalog, x 1.4, per token."""
     mini = by_id(await data(client, OPENROUTER, reader))["openai/gpt-4o-mini"]

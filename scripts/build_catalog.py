@@ -187,12 +187,7 @@ CAPABILITIES = litellm.CAPABILITIES
 RATE_KINDS = litellm.RATE_KINDS
 # The facts a model entry labels, in the order they are written.
 FACTS = (
-    "context_window",
-    "max_input_tokens",
-    "max_output_tokens",
-    "dimensions",
-    "input_modalities",
-    "output_modalities",
+    *entries.MODEL_FACTS,
     *CAPABILITIES,
     "created",
 )

@@ -29,6 +29,15 @@ KEYS = frozenset((*CONDITIONS, *RATE_KINDS, "per_request", "tiers"))
 TIER_KEYS = frozenset(("above_input_tokens", *RATE_KINDS))
 REGION = re.compile(r"^[a-z0-9-]{1,32}$")
 TIME = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+# The model facts a catalog entry may state, besides capabilities and dates (each with its source in `facts`).
+MODEL_FACTS = (
+    "context_window",
+    "max_input_tokens",
+    "max_output_tokens",
+    "dimensions",
+    "input_modalities",
+    "output_modalities",
+)
 # A rate as the catalog writes it: a plain decimal, no exponent, no trailing zeros.
 RATE = re.compile(r"^(0|[1-9]\d*)(\.\d*[1-9])?$")
 

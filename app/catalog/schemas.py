@@ -263,9 +263,8 @@ Region = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9-]{0,31}$")]
 TimeOfDay = Annotated[str, msgspec.Meta(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
 
 
-class VariantIn(msgspec.Struct, forbid_unknown_fields=True):
-    """A whole rate set (USD per 1M tokens) for calls on a service tier, in a region, or within a
-    UTC window [time_from, time_to); at least one condition."""
+class RatesIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Upstream USD per 1M tokens (per request for `per_request`); a rate left out (null) is unknown, 0 is free."""
 
     input: Decimal | None
     output: Decimal | None = None
@@ -274,23 +273,22 @@ class VariantIn(msgspec.Struct, forbid_unknown_fields=True):
     cache_write_1h: Decimal | None = None
     per_request: Decimal = Decimal(0)
     tiers: list[TierIn] = []
+
+
+class VariantIn(RatesIn, kw_only=True):
+    """A whole rate set for calls on a service tier, in a region, or within a UTC window
+    [time_from, time_to); at least one condition."""
+
     service_tier: VariantTier | None = None
     region: Region | None = None
     time_from: TimeOfDay | None = None
     time_to: TimeOfDay | None = None
 
 
-class PriceCreate(msgspec.Struct, forbid_unknown_fields=True):
-    """Upstream USD per 1M tokens; a rate left out (null) is unknown, 0 is free."""
+class PriceCreate(RatesIn, kw_only=True):
+    """A price version of `model`: its base rates, and variants for service tiers, regions, times of day."""
 
     model: str
-    input: Decimal | None
-    output: Decimal | None = None
-    cached_input: Decimal | None = None
-    cache_write: Decimal | None = None
-    cache_write_1h: Decimal | None = None
-    per_request: Decimal = Decimal(0)
-    tiers: list[TierIn] = []
     variants: Annotated[list[VariantIn], msgspec.Meta(max_length=100)] = []
     effective_from: datetime | None = None
     source: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] = "admin"

@@ -338,15 +338,7 @@ def variable(source: str) -> dict[str, Any]:
     return dict.fromkeys(RATE_KINDS) | {"per_request": "0", "tiers": [], "source": f"{source} (variable price)"}
 
 
-# The model facts a source may know, besides capabilities and dates.
-MODEL_FACTS = (
-    "context_window",
-    "max_input_tokens",
-    "max_output_tokens",
-    "dimensions",
-    "input_modalities",
-    "output_modalities",
-)
+MODEL_FACTS = entries.MODEL_FACTS
 
 
 def fact_labels(known: dict[str, Any], label: str) -> dict[str, str]:

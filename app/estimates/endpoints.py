@@ -28,29 +28,12 @@ class EstimateController(Controller):
         state = request.app.state
         catalog, now, finance = state.catalog.catalog, state.clock.now(), request.user.is_finance
         usage = service.usage_of(data)
+        call = {"provider": data.provider, "service_tier": data.service_tier, "region": data.region}
         if data.model is not None:
-            result, _ = service.estimate(
-                catalog,
-                data.model,
-                usage,
-                now,
-                finance=finance,
-                provider=data.provider,
-                service_tier=data.service_tier,
-                region=data.region,
-            )
+            result, _ = service.estimate(catalog, data.model, usage, now, finance=finance, **call)
             estimates = [result]
         else:
-            result = service.compare(
-                catalog,
-                data.models,
-                usage,
-                now,
-                finance=finance,
-                provider=data.provider,
-                service_tier=data.service_tier,
-                region=data.region,
-            )
+            result = service.compare(catalog, data.models, usage, now, finance=finance, **call)
             estimates = result.estimates
         if data.account_id is not None or request.user.account_id is not None:
             if request.user.account_id is None and not (

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app import db
 from app.auth import ApiKeyMiddleware, KeyCache, KeyChanges, LastUsed, RateLimiter, last_used_tracking, require_scope
+from app.bodies import JsonRequest
 from app.catalog import sync
 from app.catalog.endpoints import (
     CatalogAdminController,
@@ -201,6 +202,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         dependencies={"db": Provide(provide_engine, sync_to_thread=False)},
         middleware=[RequestIdMiddleware, DefineMiddleware(ApiKeyMiddleware, exclude=PUBLIC_PATHS)],
         exception_handlers=EXCEPTION_HANDLERS,
+        request_class=JsonRequest,
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="Credit-metered LLM billing",

@@ -5,6 +5,8 @@ from decimal import ROUND_HALF_EVEN, Context, Decimal, DivisionByZero, Inexact, 
 from app.errors import InvalidRequest
 
 MAX_INTEGER_DIGITS = 38 - 9
+# Every amount the ledger stores (an entry, a balance, an event's cost) is below this in magnitude.
+MAX_AMOUNT = Decimal(10) ** MAX_INTEGER_DIGITS
 
 
 def check_amount(value: Decimal, field: str, *, allow_negative: bool = False) -> Decimal:

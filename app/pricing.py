@@ -16,8 +16,11 @@ from app.errors import AppError, InvalidRequest
 
 MONEY_PLACES = Decimal("0.000000001")
 PER_MILLION = Decimal(1_000_000)
-# Any count fits a BIGINT column, and tokens x rate x margin x credits_per_usd fits _EXACT's 60 digits.
-MAX_TOKENS = 2**63 - 1
+# The most tokens one event may count in any field: a trillion, a million times the largest context
+# window of any model, so no real call comes near it. Bounding each event keeps every sum of events
+# far from any limit (rollups keep NUMERIC sums), and tokens x rate x margin x credits_per_usd well
+# inside _EXACT's 60 digits.
+MAX_TOKENS = 10**12
 
 # Own contexts, so a caller's decimal context can never change a price. In _EXACT any result that
 # would need rounding raises Inexact rather than being rounded: if a computation returns, it is exact.

@@ -352,20 +352,21 @@ unrated_usage = Table(
 
 
 def rollup_sums() -> list[Column]:
-    """The sums a usage rollup keeps, daily or monthly."""
+    """The sums a usage rollup keeps, daily or monthly. Unbounded NUMERIC: each event is bounded
+    (MAX_TOKENS, the ledger's amounts), a sum of any number of them is not (migration 0010)."""
     return [
         Column("events", BigInteger, nullable=False),
-        Column("input_tokens", BigInteger, nullable=False),
-        Column("output_tokens", BigInteger, nullable=False),
-        Column("cached_input_tokens", BigInteger, nullable=False),
-        Column("cache_write_tokens", BigInteger, nullable=False),
-        Column("reasoning_tokens", BigInteger, nullable=False),
-        Column("cost", Money, nullable=False),
-        Column("upstream_cost_usd", Money, nullable=False),
+        Column("input_tokens", Numeric, nullable=False),
+        Column("output_tokens", Numeric, nullable=False),
+        Column("cached_input_tokens", Numeric, nullable=False),
+        Column("cache_write_tokens", Numeric, nullable=False),
+        Column("reasoning_tokens", Numeric, nullable=False),
+        Column("cost", Numeric, nullable=False),
+        Column("upstream_cost_usd", Numeric, nullable=False),
         # The credits' USD value: each event's cost / its credits_per_usd, rounded to 9 places, summed.
-        Column("credits_usd", Money, nullable=False),
+        Column("credits_usd", Numeric, nullable=False),
         # Credits given back by reversals of these events (counted on the day the event occurred).
-        Column("reversed", Money, nullable=False, server_default="0"),
+        Column("reversed", Numeric, nullable=False, server_default="0"),
     ]
 
 

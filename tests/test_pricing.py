@@ -244,10 +244,12 @@ def test_huge_counts_stay_exact():
     # 10**12 x 2.5 / 1e6 = 2500000 USD; + 10**12 x 10 / 1e6 = 10000000 -> 12500000 USD; x 140 = 1750000000
     q = price(GPT_4O, Usage(10**12, output_tokens=10**12))
     assert (q.upstream_usd, q.credits) == (D(12_500_000), D(1_750_000_000))
-    # (10**15 + 7) x 2.5 / 1e6 = 2500000000.0000175 USD; x 140 = 350000000000.00245 credits: 17 significant
-    # digits, more than a float holds
-    q = price(GPT_4O, Usage(10**15 + 7))
-    assert (q.upstream_usd, q.credits) == (D("2500000000.0000175"), D("350000000000.00245"))
+    # (10**12 - 7) x 2.5 / 1e6 = 2499999.9999825 USD; x 140 = 349999999.99755 credits; and
+    # (10**12 - 7) x 2.5 + (10**12 - 1) x 10 tokens' worth: 16 and more significant digits, past a float
+    q = price(GPT_4O, Usage(10**12 - 7))
+    assert (q.upstream_usd, q.credits) == (D("2499999.9999825"), D("349999999.99755"))
+    q = price(GPT_4O, Usage(10**12 - 7, output_tokens=10**12 - 1))
+    assert (q.upstream_usd, q.credits) == (D("12499999.9999725"), D("1749999999.99615"))
 
 
 def test_callers_decimal_context_does_not_matter():

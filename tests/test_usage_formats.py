@@ -621,7 +621,8 @@ def details(required: dict | None = None, **optional: st.SearchStrategy) -> st.S
 
 
 # Mostly realistic, sometimes huge, always small enough that a sum of three stays below 2**63.
-tokens = st.one_of(st.integers(0, 20_000), st.integers(0, 2**61), st.sampled_from([0, 1]))
+# A quarter of the maximum: an object's terms (up to four) may add up to one count.
+tokens = st.one_of(st.integers(0, 20_000), st.integers(0, MAX_TOKENS // 4), st.sampled_from([0, 1]))
 maybe_tokens = nullable(tokens)
 
 openai_usages = details(

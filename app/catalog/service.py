@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from decimal import Context, Decimal
 from typing import Any
 
 import asyncpg
@@ -693,14 +693,30 @@ def price_out(row: Row) -> PriceVersionOut:
     )
 
 
+# A margin multiplies upstream prices. At least 0.01 (selling at 1% of cost is already a giveaway;
+# below it an event's credits round to nothing while its upstream cost is real, and gross margin
+# percentages lose all meaning), at most 1000, and at most 6 decimal places (a ten-thousandth of a
+# percent, finer than any pricing decision, keeps credit rates short exact decimals).
+MIN_MARGIN, MAX_MARGIN, MARGIN_PLACES = Decimal("0.01"), Decimal(1000), 6
+
+
+def check_margin(margin: Decimal) -> None:
+    if not margin.is_finite() or not MIN_MARGIN <= margin <= MAX_MARGIN:
+        raise InvalidRequest(f"`margin` must be between {MIN_MARGIN} and {MAX_MARGIN}", param="margin")
+    digits = len(margin.as_tuple().digits)
+    # Trailing zeros do not count ("1.40000000" is 1.4); a context as wide as the number cannot round it.
+    if margin.normalize(Context(prec=digits)).as_tuple().exponent < -MARGIN_PLACES:
+        raise InvalidRequest(f"`margin` has more than {MARGIN_PLACES} decimal places", param="margin")
+
+
 async def set_margin(conn: AsyncConnection, catalog: Catalog, data: MarginSet) -> MarginOut:
     target = data.target
     if data.scope == "model":
         target = catalog.require(target).id
     elif target not in catalog.providers:
         raise NotFound(f"Provider '{target}' not found", code="provider_not_found", param="target")
-    if data.margin is not None and (not data.margin.is_finite() or data.margin <= 0 or data.margin > 1000):
-        raise InvalidRequest("`margin` must be a positive number (at most 1000)", param="margin")
+    if data.margin is not None:
+        check_margin(data.margin)
     latest = await repository.latest_margin_time(conn, data.scope, target)
     effective_from = _effective_from(data.effective_from, latest, now())
     row = await repository.insert_margin(

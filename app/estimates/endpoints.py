@@ -12,6 +12,7 @@ from app.estimates.schemas import Comparison, Estimate, EstimateIn, Funds
 from app.ledger import repository as ledger_repository
 from app.money import money
 from app.openapi import errors
+from app.usage import reported
 
 
 class EstimateController(Controller):
@@ -23,6 +24,7 @@ class EstimateController(Controller):
         self, request: Request[Principal, str, Any], db: Db, data: JSONBody[EstimateIn]
     ) -> Estimate | Comparison:
         """Price a call without recording it; `models` compares the same call across models, cheapest first."""
+        reported.check_counts(await request.json())
         if (data.model is None) == (data.models is None):
             raise InvalidRequest("Give either `model` or `models`", param="model")
         state = request.app.state

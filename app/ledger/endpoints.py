@@ -32,6 +32,7 @@ from app.ledger.schemas import (
 from app.openapi import errors
 from app.pagination import DEFAULT_LIMIT, Page, check_limit, decode_cursor, page
 from app.times import aware
+from app.usage import reported
 
 
 class AccountController(Controller):
@@ -184,6 +185,7 @@ class AuthorizationController(Controller):
         idempotency_key: Annotated[str | None, HeaderParameter(name="Idempotency-Key")] = None,
     ) -> Response[Authorization]:
         """Hold the worst-case cost of a call against the available balance, or answer 402 `insufficient_credits`."""
+        reported.check_counts(await request.json())
         state = request.app.state
         account_id = request.user.account(data.account_id)
         if account_id is None:

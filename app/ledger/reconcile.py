@@ -4,6 +4,7 @@ the rows that break it, so a clean ledger returns nothing."""
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import reduce
 from types import SimpleNamespace
 
 from sqlalchemy import text
@@ -12,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app import pricing
 from app.catalog.service import price_version
 from app.errors import AppError
+from app.money import add
 from app.pricing import credits_value
 from app.reports.repository import REVERSED, SUMS
 from app.usage.repository import ROLLUP_SUMS
@@ -124,10 +126,10 @@ async def reconcile(conn: AsyncConnection, *, limit_per_check: int = 20) -> Repo
 
     report.system_balances = {row.account: row.balance for row in await conn.execute(text(SYSTEM_BALANCES))}
     customers = (await conn.execute(text(CUSTOMER_TOTAL))).scalar_one()
-    if customers + sum(report.system_balances.values(), Decimal(0)) != 0:
-        report.violations.append(
-            f"the books do not balance: customers {customers} + system {sum(report.system_balances.values())} != 0"
-        )
+    # Added exactly (`money.add`): Python's default context keeps 28 digits, fewer than an amount has.
+    system = reduce(add, report.system_balances.values(), Decimal(0))
+    if add(customers, system) != 0:
+        report.violations.append(f"the books do not balance: customers {customers} + system {system} != 0")
 
     async for row in usage_rows(conn):
         report.events_checked += 1

@@ -15,7 +15,7 @@ from app.observability import EVENTS
 from app.openapi import errors
 from app.pagination import DEFAULT_LIMIT, Page, check_limit, decode_cursor, page
 from app.times import aware
-from app.usage import repository, service
+from app.usage import reported, repository, service
 from app.usage.schemas import BatchIn, BatchOut, BatchResult, UsageEvent, UsageIn
 
 AnyRequest = Request[Principal, str, Any]
@@ -41,6 +41,7 @@ class UsageController(Controller):
     async def record_usage(self, request: AnyRequest, data: JSONBody[UsageIn]) -> Response[UsageEvent]:
         """Record one usage event and charge it (201), or keep it unrated when the catalog cannot price it yet
         (202); a retry with the same `event_id` answers the event as it stands now (200)."""
+        reported.check_counts(await request.json())  # decoded once: Litestar keeps it
         outcome = await request.app.state.coalescer.submit(prepare(request, data))
         EVENTS.labels(outcome.status).inc()
         if outcome.status == "error":
@@ -165,6 +166,7 @@ CLOSE = {"Connection": "close"}
 
 
 def decode_event(item: dict) -> UsageIn:
+    reported.check_counts(item)
     try:
         # As lenient as the single-event endpoint (Litestar converts bodies with strict=False), so an
         # event is accepted or refused alike by both.

@@ -49,7 +49,7 @@ def normalise(usage: object, usage_format: str | None, provider: str | None) -> 
         raise InvalidRequest(f"`usage_format` must be one of {', '.join(USAGE_FORMATS)}", param="usage_format")
     if not isinstance(usage, dict):
         raise InvalidRequest(
-            f"`usage` must be an object (the provider's usage as its API returned it), not {_kind(usage)}",
+            f"`usage` must be an object (the provider's usage as its API returned it), not {kind(usage)}",
             param="usage",
         )
     if usage_format is None:
@@ -263,12 +263,12 @@ def _bedrock_1h(usage: dict) -> int:
     if details is None:
         return 0
     if not isinstance(details, list):
-        raise InvalidRequest(f"`usage.cacheDetails` must be an array, not {_kind(details)}", param="usage.cacheDetails")
+        raise InvalidRequest(f"`usage.cacheDetails` must be an array, not {kind(details)}", param="usage.cacheDetails")
     found = None
     for index, item in enumerate(details):
         if not isinstance(item, dict):
             where = f"usage.cacheDetails.{index}"
-            raise InvalidRequest(f"`{where}` must be an object, not {_kind(item)}", param=where)
+            raise InvalidRequest(f"`{where}` must be an object, not {kind(item)}", param=where)
         if item.get("ttl") == "1h":
             # Two would leave us guessing whether they are one write reported twice, or two writes.
             if found is not None:
@@ -297,7 +297,7 @@ def _object(parent: dict, key: str, where: str) -> Mapping:
         return value
     if value is None:
         return _NO_DETAILS
-    raise InvalidRequest(f"`{where}.{key}` must be an object, not {_kind(value)}", param=f"{where}.{key}")
+    raise InvalidRequest(f"`{where}.{key}` must be an object, not {kind(value)}", param=f"{where}.{key}")
 
 
 def _count(parent: Mapping, key: str, where: str) -> int:
@@ -323,7 +323,7 @@ def _required(parent: Mapping, key: str, where: str) -> int:
 def _unusual(value: object, path: str) -> int:
     # A count is a JSON integer: 12.0 or "12" means the object is not what its API returned.
     if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidRequest(f"`{path}` must be an integer, not {_kind(value)}", param=path)
+        raise InvalidRequest(f"`{path}` must be an integer, not {kind(value)}", param=path)
     if not 0 <= value <= MAX_TOKENS:
         raise InvalidRequest(f"`{path}` must be between 0 and {MAX_TOKENS}", param=path)
     return int(value)  # an int subclass
@@ -346,11 +346,11 @@ _JSON_KINDS = {
 }
 
 
-def _kind(value: object) -> str:
+def kind(value: object) -> str:
     """The JSON kind of a value, for messages (never the value: it may be huge)."""
     if value is None:
         return "null"
-    for python, kind in _JSON_KINDS.items():
+    for python, name in _JSON_KINDS.items():
         if isinstance(value, python):
-            return kind
+            return name
     return type(value).__name__

@@ -7,6 +7,7 @@ from typing import Any
 import msgspec
 
 from app import pricing
+from app.bodies import MAX_JSON_DEPTH, nests_deeper
 from app.errors import InvalidRequest
 from app.usage import formats
 
@@ -19,6 +20,22 @@ ENCODER = msgspec.json.Encoder()
 PARTS = ("cached_input_tokens", "cache_write_tokens", "cache_write_1h_tokens", "reasoning_tokens")
 UNSET = object()
 NONE = (None,) * (2 + len(PARTS))
+
+
+# Every token count a request may carry. Money depends on them, so each is a JSON integer: the
+# body decoder would take "12", "1e3" or 1.0 for 12, 1000 and 1, which no client meant to send.
+COUNT_FIELDS = ("input_tokens", "output_tokens", "max_output_tokens", "reasoning_tokens", *PARTS[:3])
+
+
+def check_counts(raw: Any) -> None:
+    """Refuse a token count that is not a JSON integer in a request's decoded JSON (a dict; anything
+    else is left to the request's own validation). A lookup and a comparison per field."""
+    if raw.__class__ is not dict:
+        return
+    for name in COUNT_FIELDS:
+        value = raw.get(name)
+        if value is not None and value.__class__ is not int:
+            raise InvalidRequest(f"`{name}` must be an integer, not {formats.kind(value)}", param=name)
 
 
 def usage_from(
@@ -53,6 +70,8 @@ def usage_from(
         raise InvalidRequest(
             f"Give token fields or the provider's `usage` object, not both (`{given}` was given)", param=given
         )
+    if nests_deeper(usage):
+        raise InvalidRequest(f"`usage` nests deeper than {MAX_JSON_DEPTH} levels", param="usage")
     if len(ENCODER.encode(usage)) > MAX_USAGE_BYTES:
         raise InvalidRequest(f"`usage` is larger than {MAX_USAGE_BYTES} bytes", param="usage")
     found, counts = formats.normalise(usage, data.usage_format, data.provider)

@@ -16,7 +16,7 @@ from app.errors import AppError, Conflict, InvalidRequest, NotFound, error_type
 from app.idempotency import differing_fields, reused
 from app.ledger import repository as ledger_repository
 from app.ledger.service import open_books
-from app.money import money, subtract
+from app.money import MAX_AMOUNT, money, subtract
 from app.times import utc
 from app.usage import reported, repository
 from app.usage.schemas import ErrorObject, UsageEvent, UsageIn
@@ -148,6 +148,10 @@ def prepare(event: UsageIn, principal: Principal, catalog: Catalog, now: datetim
             region,
         )
     credits_per_usd = catalog.credits_per_usd
+    credits_usd = pricing.credits_value(cost, credits_per_usd)
+    # Amounts the ledger cannot hold (absurd rates): this event is refused, not the batch it came in.
+    if cost >= MAX_AMOUNT or upstream_usd >= MAX_AMOUNT or credits_usd >= MAX_AMOUNT:
+        raise InvalidRequest("The event's cost exceeds the largest amount the ledger holds", param="model")
     return Prepared(
         account_id,
         event.event_id,
@@ -162,7 +166,7 @@ def prepare(event: UsageIn, principal: Principal, catalog: Catalog, now: datetim
         usage.reasoning_tokens,
         cost,
         upstream_usd,
-        pricing.credits_value(cost, credits_per_usd),
+        credits_usd,
         occurred_at,
         event.authorization_id,
         event.metadata,
@@ -192,6 +196,9 @@ def rerate(row: Any, catalog: Catalog, now: datetime) -> Prepared | None:
     except AppError:  # still unpriced, or (an embedding model) output it cannot have produced
         return None
     credits_per_usd = catalog.credits_per_usd
+    credits_usd = pricing.credits_value(cost, credits_per_usd)
+    if cost >= MAX_AMOUNT or upstream_usd >= MAX_AMOUNT or credits_usd >= MAX_AMOUNT:
+        return None  # a cost the ledger cannot hold: it waits, as prepare() would refuse it
     return Prepared(
         row["account_id"],
         row["event_id"],
@@ -202,7 +209,7 @@ def rerate(row: Any, catalog: Catalog, now: datetime) -> Prepared | None:
         *(row[name] for name in TOKEN_FIELDS[:5]),
         cost,
         upstream_usd,
-        pricing.credits_value(cost, credits_per_usd),
+        credits_usd,
         row["occurred_at"],
         None,
         row["metadata"],
@@ -387,11 +394,19 @@ async def record(conn: asyncpg.Connection, batch: list[Prepared], now: datetime)
 
     # Events are stored with their overdraft flag, so the balances they lead to are projected first;
     # posting them below, in the same (request) order, gives the same figures.
-    projected, overdrawn = dict(books.balance), {}
+    projected, overdrawn, posted = dict(books.balance), {}, []
     for index in new:
         event = batch[index]
-        projected[event.account_id] = subtract(projected[event.account_id], event.cost)
-        overdrawn[index] = projected[event.account_id] < -books.overdraft_limit[event.account_id]
+        after = subtract(projected[event.account_id], event.cost)
+        if after <= -MAX_AMOUNT:  # a balance the ledger cannot hold: this event fails, not the batch
+            error = InvalidRequest("The event would take the balance beyond what the ledger holds", param="account_id")
+            outcomes[index] = Outcome("error", error=error)
+            settling = {hold: i for hold, i in settling.items() if i != index}
+            continue
+        projected[event.account_id] = after
+        overdrawn[index] = after < -books.overdraft_limit[event.account_id]
+        posted.append(index)
+    new = posted
     ids = await repository.insert(conn, [(batch[i], overdrawn[i]) for i in new], now)
     for index in new:
         event = batch[index]

@@ -104,7 +104,7 @@ def server_named() -> str:
     """Where DATABASE_URL points, without its password."""
     raw = os.environ.get("DATABASE_URL")
     if not raw:
-        return "the embedded PostgreSQL"
+        return "the embedded server"
     try:
         parts = urlsplit(raw)
         return f"{parts.hostname or 'localhost'}:{parts.port or 5432}"
@@ -119,6 +119,8 @@ def explain(exc: BaseException) -> str | None:
     asyncpg = sys.modules.get("asyncpg")
     if asyncpg is None:
         return None  # nothing has tried to reach the database
+    if any(type(cause).__module__.startswith(("httpx", "httpcore")) for cause in causes(exc)):
+        return None  # an upstream of catalog sync, not the database
     server = server_named()
     fix_url = "or set DATABASE_URL to another server (unset, `billing` starts an embedded one)"
     for cause in causes(exc):

@@ -25,12 +25,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.db import plain_dsn
 from app.errors import AppError, Forbidden, NotFound, Unauthenticated
 from app.keys import repository
+from app.keys.format import KEY_ID_LENGTH, KEY_PREFIX
 
 log = logging.getLogger("app.auth")
 
-SCOPES = ("catalog:read", "usage:write", "ledger:read", "admin")
-KEY_PREFIX = "cmk_"
-KEY_ID_LENGTH = 12
 # Flushing last-use times this often keeps authentication free of writes.
 LAST_USED_FLUSH_SECONDS = 30
 # A validated key is trusted this long without asking the database again, unless a change to any

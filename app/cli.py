@@ -1,33 +1,31 @@
-"""`billing`: operator commands. Without DATABASE_URL they use the embedded PostgreSQL."""
+"""`billing`: operator commands. Without DATABASE_URL they use the embedded PostgreSQL.
 
-import asyncio
+Only click and the standard library are imported up front: the app (Litestar, SQLAlchemy,
+asyncpg, Alembic) takes seconds of CPU to import, and `billing --help`, `--version` and every
+`--help` need none of it. Each command imports what it uses.
+"""
+
+from __future__ import annotations
+
 import os
+import signal
 import sys
-import tempfile
-from collections.abc import Awaitable, Callable
+import threading
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
 
 import click
-import msgspec
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app import db
-from app.auth import SCOPES, KeyChanges
-from app.catalog.importer import DEFAULT_CATALOG, import_catalog, read_catalog
-from app.catalog.schemas import ImportResult, SyncChange
-from app.catalog.sources import Upstreams
-from app.catalog.sync import summary, sync_catalog
 from app.config import SYNC_SOURCES, Settings, SettingsError
-from app.errors import AppError
-from app.keys import repository as key_repository
-from app.keys import service as key_service
-from app.keys.schemas import KeyCreate
-from app.ledger import repository as ledger_repository
-from app.ledger import service as ledger_service
-from app.ledger.schemas import AccountCreate
-from app.pagination import MAX_LIMIT
+from app.keys.format import SCOPES, key_id_of
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
+    from app.catalog.schemas import ImportResult, SyncChange
 
 T = TypeVar("T")
 
@@ -41,6 +39,10 @@ def load_settings() -> Settings:
 
 def in_transaction(url: str, work: Callable[[AsyncConnection], Awaitable[T]], *, begin: bool = True) -> T:
     """`work` in one transaction; with begin=False on a bare connection (it manages its own)."""
+    import asyncio
+
+    from app import db
+    from app.errors import AppError
 
     async def run() -> T:
         engine = db.create_engine(url, pool_size=1)
@@ -59,24 +61,145 @@ def in_transaction(url: str, work: Callable[[AsyncConnection], Awaitable[T]], *,
         raise click.ClickException(exc.message) from None
 
 
+def database_url(settings: Settings):
+    """DATABASE_URL, or the embedded PostgreSQL for as long as the `with` block runs."""
+    from app import db
+
+    return db.database_url(settings)
+
+
 def run_command(work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
-    with db.database_url(load_settings()) as url:
+    with database_url(load_settings()) as url:
         return in_transaction(url, work)
 
 
 def print_json(value: Any) -> None:
+    import msgspec
+
     click.echo(msgspec.json.format(msgspec.json.encode(value), indent=2).decode())
 
 
 def upgrade(url: str, revision: str = "head") -> None:
     from alembic import command
 
+    from app import db
+
     command.upgrade(db.alembic_config(url), revision)
 
 
-@click.group()
+def causes(exc: BaseException) -> Iterator[BaseException]:
+    """`exc` and what caused it: SQLAlchemy keeps the driver's error in `orig`, asyncio in __cause__."""
+    seen: set[int] = set()
+    stack = [exc]
+    while stack:
+        cause = stack.pop()
+        if cause is None or id(cause) in seen:
+            continue
+        seen.add(id(cause))
+        yield cause
+        stack += [getattr(cause, "orig", None), cause.__cause__, cause.__context__]
+
+
+def server_named() -> str:
+    """Where DATABASE_URL points, without its password."""
+    raw = os.environ.get("DATABASE_URL")
+    if not raw:
+        return "the embedded server"
+    try:
+        parts = urlsplit(raw)
+        return f"{parts.hostname or 'localhost'}:{parts.port or 5432}"
+    except ValueError:
+        return "DATABASE_URL"
+
+
+def explain(exc: BaseException) -> str | None:
+    """One line naming the problem and its fix, for failures an operator fixes outside the code."""
+    import socket
+
+    asyncpg = sys.modules.get("asyncpg")
+    if asyncpg is None:
+        return None  # nothing has tried to reach the database
+    if any(type(cause).__module__.startswith(("httpx", "httpcore")) for cause in causes(exc)):
+        return None  # an upstream of catalog sync, not the database
+    server = server_named()
+    fix_url = "or set DATABASE_URL to another server (unset, `billing` starts an embedded one)"
+    for cause in causes(exc):
+        if isinstance(cause, asyncpg.InvalidCatalogNameError):
+            name = (urlsplit(os.environ.get("DATABASE_URL", "")).path or "/").lstrip("/") or "postgres"
+            return (
+                f"{cause} on {server}: create it (`createdb {name}`, or CREATE DATABASE in psql) and run "
+                "`billing migrate`, or point DATABASE_URL at a database that exists."
+            )
+        if isinstance(cause, asyncpg.InvalidPasswordError | asyncpg.InvalidAuthorizationSpecificationError):
+            return f"PostgreSQL on {server} refused the login ({cause}): fix the user or password in DATABASE_URL."
+        if isinstance(cause, asyncpg.CannotConnectNowError):
+            return f"PostgreSQL on {server} is not accepting connections yet ({cause}): try again in a moment."
+        if isinstance(cause, socket.gaierror):
+            return f"Cannot resolve the database host of {server} ({cause}): fix the host in DATABASE_URL."
+        if isinstance(cause, ConnectionRefusedError) or (
+            isinstance(cause, OSError) and "Connect call failed" in str(cause)
+        ):
+            return f"Cannot connect to PostgreSQL on {server} (connection refused): start the server, {fix_url}."
+    return None
+
+
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP arrived: unwind (stopping the embedded PostgreSQL), then die of the signal."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+class Billing(click.Group):
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().main(*args, **kwargs)
+        except Terminated as exc:
+            # As Python does after Ctrl-C: the parent (a shell, make, a supervisor) sees the signal.
+            signal.signal(exc.signum, signal.SIG_DFL)
+            os.kill(os.getpid(), exc.signum)
+            raise SystemExit(128 + exc.signum) from None
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise  # click's own: --help, usage errors
+        except Exception as exc:
+            message = explain(exc)
+            if message is None:
+                raise
+            raise click.ClickException(message) from None
+
+
+# Set by the first SIGTERM or SIGHUP; later ones must not interrupt the cleanup it started.
+terminating = threading.Event()
+
+
+def terminate(signum: int, frame: object) -> None:
+    if terminating.is_set():
+        return
+    terminating.set()
+    raise Terminated(signum)
+
+
+def stop_on_signals() -> None:
+    """SIGTERM and SIGHUP end a command as Ctrl-C does, by an exception, so the `with` blocks unwind and
+    the embedded PostgreSQL is stopped. Python's default for them is to die on the spot, and pg_ctl
+    starts the postmaster in its own session, so it would outlive us. While it serves, uvicorn handles
+    SIGTERM itself (a graceful shutdown), then restores this handler and raises the signal again."""
+    if threading.current_thread() is not threading.main_thread():
+        return  # handlers can only be set there; the tests' CliRunner runs commands in other threads
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, terminate)
+
+
+@click.group(cls=Billing)
+@click.version_option(package_name="creditmeter", prog_name="billing")
 def main() -> None:
     """Credit-metered billing for LLM APIs: operator commands."""
+    stop_on_signals()
 
 
 @main.command()
@@ -86,12 +209,15 @@ def main() -> None:
 @click.option("--migrate", is_flag=True, help="Apply pending migrations before serving.")
 @click.option("--load-catalog", is_flag=True, help="Import the bundled default catalog before serving.")
 def serve(host: str | None, port: int | None, workers: int | None, migrate: bool, load_catalog: bool) -> None:
-    """Serve the HTTP API; starts the embedded PostgreSQL when DATABASE_URL is unset."""
+    """Serve the HTTP API; starts the embedded PostgreSQL when DATABASE_URL is unset.
+    Ctrl-C, SIGTERM and SIGHUP stop the server and the embedded PostgreSQL."""
+    import tempfile
+
     import uvicorn
 
     settings = load_settings()
     host, port, workers = host or settings.host, port or settings.port, workers or settings.workers
-    with db.database_url(settings) as url:
+    with database_url(settings) as url:
         if migrate:
             upgrade(url)
         if load_catalog:
@@ -124,6 +250,10 @@ def serve(host: str | None, port: int | None, workers: int | None, migrate: bool
 
 
 async def bootstrap_admin_key(conn: AsyncConnection) -> str | None:
+    from app.keys import repository as key_repository
+    from app.keys import service as key_service
+    from app.keys.schemas import KeyCreate
+
     if await key_repository.has_active_admin(conn):
         return None
     created = await key_service.create(conn, KeyCreate(name="bootstrap admin", scopes=["admin"]), actor="cli:serve")
@@ -137,7 +267,9 @@ def migrate(revision: str, downgrade: bool) -> None:
     """Apply the database migrations (or downgrade with --downgrade)."""
     from alembic import command
 
-    with db.database_url(load_settings()) as url:
+    from app import db
+
+    with database_url(load_settings()) as url:
         if downgrade:
             command.downgrade(db.alembic_config(url), revision)
         else:
@@ -156,6 +288,11 @@ def accounts() -> None:
 @click.option("--overdraft-limit", default="0", show_default=True, help="Credits the balance may go below zero.")
 def accounts_create(name: str, account_id: str | None, overdraft_limit: str) -> None:
     """Create an account and print it as JSON."""
+    import msgspec
+
+    from app.ledger import service as ledger_service
+    from app.ledger.schemas import AccountCreate
+
     data = msgspec.convert(
         {"name": name, "id": account_id, "overdraft_limit": overdraft_limit}, AccountCreate, strict=False
     )
@@ -165,6 +302,12 @@ def accounts_create(name: str, account_id: str | None, overdraft_limit: str) -> 
 @accounts.command("list")
 def accounts_list() -> None:
     """Print accounts as JSON lines."""
+    import msgspec
+
+    from app.ledger import repository as ledger_repository
+    from app.ledger import service as ledger_service
+    from app.pagination import MAX_LIMIT
+
     rows = run_command(
         lambda conn: ledger_repository.list_accounts(
             conn, only=None, after=None, limit=MAX_LIMIT, now=datetime.now(UTC)
@@ -186,6 +329,9 @@ def keys() -> None:
 @click.option("--expires-at", type=click.DateTime(["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%d %H:%M:%S%z"]))
 def keys_create(name: str, scopes: tuple[str, ...], account_id: str | None, expires_at: datetime | None) -> None:
     """Create a key; the secret is printed alone on the last line of stdout."""
+    from app.keys import service as key_service
+    from app.keys.schemas import KeyCreate
+
     data = KeyCreate(name=name, scopes=list(scopes), account_id=account_id, expires_at=expires_at)
     created = run_command(lambda conn: key_service.create(conn, data, actor="cli"))
     click.echo(f"id: {created.id}  scopes: {','.join(created.scopes)}  account: {created.account_id or '-'}")
@@ -195,23 +341,78 @@ def keys_create(name: str, scopes: tuple[str, ...], account_id: str | None, expi
 @keys.command("list")
 def keys_list() -> None:
     """Print API keys (never their secrets) as JSON lines."""
+    import msgspec
+
+    from app.keys import repository as key_repository
+    from app.keys import service as key_service
+    from app.pagination import MAX_LIMIT
+
     rows = run_command(lambda conn: key_repository.list_keys(conn, account_id=None, after=None, limit=MAX_LIMIT))
     for row in rows:
         click.echo(msgspec.json.encode(key_service.to_key(row)).decode())
 
 
 @keys.command("revoke")
-@click.argument("key_id")
-def keys_revoke(key_id: str) -> None:
-    """Revoke a key by its id; it stops working at once."""
-    with db.database_url(load_settings()) as url:
-        key = in_transaction(url, lambda conn: key_service.revoke(conn, key_id, actor="cli"))
+@click.argument("key")
+def keys_revoke(key: str) -> None:
+    """Revoke a key; it stops working at once. KEY is its 12-character id, its `cmk_<id>` prefix (both as
+    `billing keys list` shows them) or the whole secret key."""
+    from app.auth import KeyChanges
+    from app.keys import service as key_service
+
+    key_id = key_id_of(key)
+    if key_id is None:
+        raise click.BadParameter(
+            "expected a key id (12 hexadecimal characters), `cmk_` and the id, or the whole key", param_hint="KEY"
+        )
+    with database_url(load_settings()) as url:
+        revoked = in_transaction(url, lambda conn: key_service.revoke(conn, key_id, actor="cli"))
         KeyChanges.for_database(url).announce()  # committed: the workers of this host drop their cached keys
-    click.echo(f"revoked {key.id} at {key.revoked_at.isoformat()}")
+    click.echo(f"revoked {revoked.id} at {revoked.revoked_at.isoformat()}")
 
 
-async def import_default_catalog(conn: AsyncConnection, path: Path = DEFAULT_CATALOG) -> ImportResult:
-    return await import_catalog(conn, read_catalog(path), at=datetime.now(UTC), label=path.name)
+def read_catalog_file(path: Path | None = None) -> dict[str, Any]:
+    """A catalog file's data, or one line saying why it is not one."""
+    from app.catalog.importer import DEFAULT_CATALOG, read_catalog
+
+    path = path or DEFAULT_CATALOG
+    bundled = "the format of app/catalog/default_catalog.json"
+    try:
+        data = read_catalog(path)
+    except UnicodeDecodeError as exc:
+        raise click.ClickException(f"{path} is not UTF-8 text ({exc}); expected a JSON catalog in {bundled}.") from None
+    except ValueError as exc:
+        raise click.ClickException(f"{path} is not valid JSON ({exc}); expected a catalog in {bundled}.") from None
+    except OSError as exc:
+        raise click.ClickException(f"Cannot read the catalog file: {exc}.") from None
+    if not (
+        isinstance(data, dict) and isinstance(data.get("providers"), list) and isinstance(data.get("models"), list)
+    ):
+        raise click.ClickException(
+            f"{path} is not a catalog: expected an object with `providers` and `models` lists, in {bundled}."
+        )
+    return data
+
+
+async def import_catalog_data(conn: AsyncConnection, data: dict[str, Any], label: str) -> ImportResult:
+    from app.catalog.importer import import_catalog
+
+    return await import_catalog(conn, data, at=datetime.now(UTC), label=label)
+
+
+async def import_default_catalog(conn: AsyncConnection) -> ImportResult:
+    from app.catalog.importer import DEFAULT_CATALOG
+
+    return await import_catalog_data(conn, read_catalog_file(), DEFAULT_CATALOG.name)
+
+
+def refused_value(exc: BaseException) -> BaseException | None:
+    """The driver's error when the database (or asyncpg, encoding it) refused a value: a wrong type or
+    format (SQLSTATE class 22) or a broken constraint (23)."""
+    for cause in causes(exc):
+        if isinstance(cause, ValueError) or str(getattr(cause, "sqlstate", ""))[:2] in ("22", "23"):
+            return cause
+    return None
 
 
 def report_import(result: ImportResult) -> None:
@@ -232,16 +433,37 @@ def catalog() -> None:
     "--file",
     "path",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=DEFAULT_CATALOG,
     show_default="the bundled default catalog",
     help="A catalog file in the bundled format.",
 )
-def catalog_import(path: Path) -> None:
+def catalog_import(path: Path | None) -> None:
     """Import a catalog file; idempotent, and a changed price becomes a new version (history is kept).
     Unrated usage the catalog can now price is then rated."""
+    from sqlalchemy.exc import DBAPIError
+
+    from app.catalog.importer import DEFAULT_CATALOG
+
+    path = path or DEFAULT_CATALOG
+    data = read_catalog_file(path)
     settings = load_settings()
-    with db.database_url(settings) as url:
-        report_import(in_transaction(url, lambda conn: import_default_catalog(conn, path)))
+    with database_url(settings) as url:
+        try:
+            result = in_transaction(url, lambda conn: import_catalog_data(conn, data, path.name))
+        # One transaction: whatever was wrong, nothing of the file was written.
+        except KeyError as exc:
+            raise click.ClickException(f"{path}: an entry lacks the field {exc}; nothing was imported.") from None
+        except (TypeError, ValueError, AttributeError, ArithmeticError) as exc:
+            raise click.ClickException(
+                f"{path}: an entry has a value of the wrong kind ({type(exc).__name__}: {exc}); nothing was imported."
+            ) from None
+        except DBAPIError as exc:
+            refused = refused_value(exc)
+            if refused is None:
+                raise
+            raise click.ClickException(
+                f"{path}: the database refused a value of an entry ({refused}); nothing was imported."
+            ) from None
+        report_import(result)
         report_rating(*rate_waiting(url, settings))
 
 
@@ -260,6 +482,9 @@ def catalog_import(path: Path) -> None:
 def catalog_sync(names: tuple[str, ...], dry_run: bool, curated: bool, litellm_file: str | None, as_json: bool) -> None:
     """Sync the catalog from upstream: new models added, changed prices become new versions from now
     (history is kept), vanished models deprecated. Exits 1 when a source reported errors."""
+    from app.catalog.sources import Upstreams
+    from app.catalog.sync import summary, sync_catalog
+
     settings = load_settings()
     if not names:
         names = ("litellm",) if litellm_file else settings.sync_sources
@@ -267,7 +492,7 @@ def catalog_sync(names: tuple[str, ...], dry_run: bool, curated: bool, litellm_f
         raise click.UsageError("the litellm source needs --litellm-file (or LITELLM_PRICES)")
     upstreams = Upstreams.from_settings(settings)
     steps: dict[str, tuple[int, int]] = {}
-    with db.database_url(settings) as url, click.progressbar(length=2 * len(names), file=sys.stderr) as bar:
+    with database_url(settings) as url, click.progressbar(length=2 * len(names), file=sys.stderr) as bar:
 
         def progress(name: str, done: int, total: int) -> None:
             steps[name] = (done, total)
@@ -290,7 +515,7 @@ def catalog_sync(names: tuple[str, ...], dry_run: bool, curated: bool, litellm_f
 
         result = in_transaction(url, work, begin=False)
     if not dry_run:
-        with db.database_url(settings) as url:
+        with database_url(settings) as url:
             report_rating(*rate_waiting(url, settings), quiet=as_json)
     if as_json:
         print_json(result)
@@ -325,6 +550,9 @@ def describe_change(change: SyncChange) -> str:
 
 def rate_waiting(url: str, settings: Settings) -> tuple[Any, list]:
     """Rate what the catalog can now price; (the result, what still waits by model string)."""
+    import asyncio
+
+    from app import db
     from app.catalog import repository as catalog_repository
     from app.catalog.service import build_catalog
     from app.usage import rating
@@ -368,7 +596,7 @@ def rate() -> None:
     """Charge unrated usage the catalog can now price (at the price in effect when it occurred), and
     list what still waits, by model string and provider."""
     settings = load_settings()
-    with db.database_url(settings) as url:
+    with database_url(settings) as url:
         report_rating(*rate_waiting(url, settings), listing=True)
 
 

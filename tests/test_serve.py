@@ -54,6 +54,14 @@ class Server:
             time.sleep(0.1)
         raise AssertionError("server never became ready")
 
+    def terminate(self) -> int:
+        """SIGTERM, as `kill`, systemd, Docker and a supervisor send it, and the exit code."""
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=60)
+        finally:
+            self.process.kill()
+
     def interrupt(self) -> int:
         """Ctrl-C, as a terminal sends it, and the exit code."""
         self.process.send_signal(signal.SIGINT)
@@ -142,3 +150,51 @@ def test_embedded_database_when_database_url_is_unset(tmp_path):
         assert response.status_code == 200
     finally:
         assert second.interrupt() == 0
+
+
+def postmaster_of(data_dir: Path) -> psutil.Process:
+    return psutil.Process(int((data_dir / "postgres" / "pgdata" / "postmaster.pid").read_text().split()[0]))
+
+
+def gone(process: psutil.Process) -> bool:
+    # A postmaster whose parent (pg_ctl) has exited is reaped by init, or, in a container whose pid 1
+    # reaps nothing, stays a zombie: stopped either way.
+    try:
+        return not process.is_running() or process.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def test_sigterm_stops_the_embedded_database(tmp_path):
+    """SIGTERM (what `kill`, systemd and Docker send; `make` passes it on) ends `billing serve` as Ctrl-C
+    does: the embedded PostgreSQL it started is stopped too."""
+    env = {"DATABASE_URL": "", "BILLING_DATA_DIR": str(tmp_path)}
+    server = Server(env, "--migrate")
+    try:
+        server.wait_until_serving()
+        postmaster = postmaster_of(tmp_path)
+        assert postmaster.name() == "postgres" and not gone(postmaster)
+    finally:
+        code = server.terminate()
+    stderr = server.process.stderr.read()
+    # After a graceful shutdown and its cleanup, it dies of the signal, as a supervisor expects.
+    assert code == -signal.SIGTERM, stderr
+    assert "Finished server process" in stderr and "Traceback" not in stderr
+    assert gone(postmaster)
+    assert not (tmp_path / "postgres" / "pgdata" / "postmaster.pid").exists()
+
+
+def test_sigterm_while_starting_stops_the_embedded_database(tmp_path):
+    """Before uvicorn handles signals (migrations, the catalog import), SIGTERM stops the database too."""
+    server = Server({"DATABASE_URL": "", "BILLING_DATA_DIR": str(tmp_path)}, "--migrate", "--load-catalog")
+    pid_file = tmp_path / "postgres" / "pgdata" / "postmaster.pid"
+    try:
+        deadline = time.monotonic() + 120
+        while not (pid_file.exists() and "ready" in pid_file.read_text()):
+            assert time.monotonic() < deadline and server.process.poll() is None
+            time.sleep(0.05)
+        postmaster = postmaster_of(tmp_path)
+    finally:
+        code = server.terminate()
+    assert code == -signal.SIGTERM and "Serving on" not in server.process.stdout.read()
+    assert gone(postmaster) and not pid_file.exists()

@@ -10,7 +10,6 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.response import Response
 from sqlalchemy import text
@@ -37,7 +36,7 @@ from app.keys.endpoints import KeyController
 from app.ledger.endpoints import AccountController, AuthorizationController
 from app.ledger.service import expire_due_grants
 from app.observability import RequestIdMiddleware, configure_logging, metrics
-from app.openapi import document, errors
+from app.openapi import document, errors, reference_ui
 from app.reports.endpoints import ReportController
 from app.usage.coalescer import Coalescer
 from app.usage.endpoints import UsageController
@@ -194,8 +193,9 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         ],
         security=[{"ApiKey": []}, {"Bearer": []}],
     )
+    reference, reference_assets = reference_ui()
     app = Litestar(
-        route_handlers=[health, ready, metrics, api],
+        route_handlers=[health, ready, metrics, api, reference_assets],
         guards=[require_scope],
         lifespan=[lifespan],
         dependencies={"db": Provide(provide_engine, sync_to_thread=False)},
@@ -207,7 +207,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             version="0.1.0",
             path="/schema",
             use_handler_docstrings=True,
-            render_plugins=[ScalarRenderPlugin()],
+            render_plugins=[reference],
             components=Components(
                 security_schemes={
                     "ApiKey": SecurityScheme(type="apiKey", name="X-API-Key", security_scheme_in="header"),

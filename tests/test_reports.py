@@ -481,6 +481,31 @@ async def test_credits_usd_rounds_half_to_even(client, admin, clock, scratch):
         assert (totals["credits_usd"], totals["gross_margin_usd"]) == ("0.000000052", "0.000000014"), params
 
 
+async def test_group_by_repeated_or_comma_separated(client, admin):
+    """`group_by=account&group_by=model` groups by both, like `group_by=account,model`; an unknown or repeated
+    key is a 400 that names it."""
+    for account in ("acme", "globex"):
+        await create_account(client, admin, account)
+        for model in ("openai/gpt-4o", "openai/gpt-4o-mini"):
+            body = {"event_id": f"{account}-{model}", "account_id": account, "model": model, "input_tokens": 10}
+            response = await client.post("/usage", json=body, headers=admin)
+            assert response.status_code == 201, response.text
+    repeated = await get_report(client, admin, group_by=["account", "model"])
+    assert repeated == await get_report(client, admin, group_by="account,model")
+    assert repeated["group_by"] == ["account", "model"]
+    assert sorted((row["account"], row["model"]) for row in repeated["rows"]) == [
+        (account, model) for account in ("acme", "globex") for model in ("openai/gpt-4o", "openai/gpt-4o-mini")
+    ]
+    mixed = await get_report(client, admin, group_by=["model", "account,day"])
+    assert mixed["group_by"] == ["model", "account", "day"]
+    header, _ = await get_csv(client, admin, "/reports/usage", group_by=["account", "model"])
+    assert header[:2] == ["account", "model"]
+    for group_by, named in ((["account", "colour"], "'colour'"), (["model", "day,model"], "'model'")):
+        response = await client.get("/reports/usage", params={"group_by": group_by}, headers=admin)
+        error = assert_error(response, 400, "validation_error")
+        assert (error["param"], named in error["message"]) == ("group_by", True), error
+
+
 async def test_usage_report_validation(client, admin, make_key):
     cases = [
         ({"group_by": "model,colour"}, "group_by"),

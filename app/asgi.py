@@ -199,8 +199,11 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         guards=[require_scope],
         lifespan=[lifespan],
         dependencies={"db": Provide(provide_engine, sync_to_thread=False)},
-        middleware=[RequestIdMiddleware, DefineMiddleware(ApiKeyMiddleware, exclude=PUBLIC_PATHS)],
+        middleware=[DefineMiddleware(ApiKeyMiddleware, exclude=PUBLIC_PATHS)],
         exception_handlers=EXCEPTION_HANDLERS,
+        # Logging is `configure_logging`'s: JSON lines. Litestar's own config would replace that handler with
+        # its plain-text one.
+        logging_config=None,
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="Credit-metered LLM billing",
@@ -218,4 +221,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         debug=False,
     )
     document(app)
+    # Outside Litestar's exception handling (as its OpenTelemetry plugin wraps it), so that every answer, an
+    # error, a 401 from the key check or a 404 of routing included, carries its request id, is counted with its
+    # real status and gets its access line.
+    app.asgi_handler = RequestIdMiddleware(app.asgi_handler, access=settings.access_log)
     return app

@@ -461,7 +461,7 @@ async def test_usage_report_of_nothing(client, admin):
 
 async def test_credits_usd_rounds_half_to_even(client, admin, clock, scratch):
     """3 tokens at 0.0125 USD per 1M, margin 1.4: 0.00000525 credits, worth 0.0000000525 USD, a tie at
-    the 9th place that ROUND_HALF_EVEN (the one rounding rule of DESIGN.md) makes 0.000000052."""
+    the 9th place that ROUND_HALF_EVEN (the one rounding rule of docs/DESIGN.md) makes 0.000000052."""
     model = f"{scratch}/tie"
     created = await client.put(
         "/catalog/models", json={"provider": scratch, "name": "tie", "type": "language"}, headers=admin

@@ -10,7 +10,6 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.response import Response
 from sqlalchemy import text
@@ -38,7 +37,7 @@ from app.keys.endpoints import KeyController
 from app.ledger.endpoints import AccountController, AuthorizationController
 from app.ledger.service import expire_due_grants
 from app.observability import RequestIdMiddleware, configure_logging, metrics
-from app.openapi import document, errors
+from app.openapi import document, errors, reference_ui
 from app.reports.endpoints import ReportController
 from app.usage.coalescer import Coalescer
 from app.usage.endpoints import UsageController
@@ -195,21 +194,25 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         ],
         security=[{"ApiKey": []}, {"Bearer": []}],
     )
+    reference, reference_assets = reference_ui()
     app = Litestar(
-        route_handlers=[health, ready, metrics, api],
+        route_handlers=[health, ready, metrics, api, reference_assets],
         guards=[require_scope],
         lifespan=[lifespan],
         dependencies={"db": Provide(provide_engine, sync_to_thread=False)},
-        middleware=[RequestIdMiddleware, DefineMiddleware(ApiKeyMiddleware, exclude=PUBLIC_PATHS)],
+        middleware=[DefineMiddleware(ApiKeyMiddleware, exclude=PUBLIC_PATHS)],
         exception_handlers=EXCEPTION_HANDLERS,
         request_class=JsonRequest,
+        # Logging is `configure_logging`'s: JSON lines. Litestar's own config would replace that handler with
+        # its plain-text one.
+        logging_config=None,
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="Credit-metered LLM billing",
             version="0.1.0",
             path="/schema",
             use_handler_docstrings=True,
-            render_plugins=[ScalarRenderPlugin()],
+            render_plugins=[reference],
             components=Components(
                 security_schemes={
                     "ApiKey": SecurityScheme(type="apiKey", name="X-API-Key", security_scheme_in="header"),
@@ -220,4 +223,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         debug=False,
     )
     document(app)
+    # Outside Litestar's exception handling (as its OpenTelemetry plugin wraps it), so that every answer, an
+    # error, a 401 from the key check or a 404 of routing included, carries its request id, is counted with its
+    # real status and gets its access line.
+    app.asgi_handler = RequestIdMiddleware(app.asgi_handler, access=settings.access_log)
     return app

@@ -28,6 +28,7 @@ class Settings:
     default_margin: Decimal
     credits_per_usd: Decimal
     log_level: str
+    access_log: bool  # one JSON line per request (app/observability.py)
     db_pool_size: int
     max_body_bytes: int
     expiry_sweep_seconds: float
@@ -56,6 +57,7 @@ class Settings:
             default_margin=_read(env, "DEFAULT_MARGIN", Decimal("1.4"), _positive_decimal),
             credits_per_usd=_read(env, "CREDITS_PER_USD", Decimal(100), _positive_decimal),
             log_level=_read(env, "BILLING_LOG_LEVEL", "INFO", _log_level),
+            access_log=_read(env, "BILLING_ACCESS_LOG", True, _flag),
             db_pool_size=_read(env, "BILLING_DB_POOL_SIZE", 10, _int_between(1, 200)),
             max_body_bytes=_read(env, "BILLING_MAX_BODY_BYTES", 2 * 1024 * 1024, _int_between(1024, 1 << 30)),
             expiry_sweep_seconds=_read(env, "BILLING_EXPIRY_SWEEP_SECONDS", 5, _int_between(1, 3600)),
@@ -113,6 +115,15 @@ def _log_level(raw: str) -> str:
     if level not in LOG_LEVELS:
         raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
     return level
+
+
+def _flag(raw: str) -> bool:
+    value = raw.lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected 1 or 0 (true/false, yes/no, on/off)")
 
 
 def _http_url(raw: str) -> str:

@@ -22,6 +22,7 @@ from prometheus_client import (
 )
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+access_log = logging.getLogger("app.access")
 # A client may pass its own id (to follow a call across services); anything else gets a fresh one.
 SANE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
 
@@ -44,10 +45,12 @@ POOL_SIZE = Gauge("billing_db_pool_size", "Ledger pool connections open", multip
 
 
 class RequestIdMiddleware:
-    """Tags each request with an id (X-Request-ID, echoed back) and counts and times it."""
+    """Tags each request with an id (X-Request-ID, echoed back), counts and times it, and, unless
+    BILLING_ACCESS_LOG=0, logs one access line for it."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, access: bool = True) -> None:
         self.app = app
+        self.access = access
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -77,7 +80,24 @@ class RequestIdMiddleware:
         try:
             await self.app(scope, receive, tagged)
         finally:
+            if self.access:
+                log_access(scope, status, time.perf_counter() - started)
             request_id.reset(token)
+
+
+def log_access(scope: Scope, status: int, seconds: float) -> None:
+    """One line per request, after its last byte (or its failure). The key is named by its id, which
+    the API-key middleware put in the scope once the key checked out; the secret never is, nor the query
+    string, headers or body."""
+    key_id = scope.get("auth")
+    fields = {
+        "method": scope["method"],
+        "path": scope["path"],
+        "status": status,
+        "duration_ms": round(seconds * 1000, 3),
+        "api_key_id": key_id if isinstance(key_id, str) else None,
+    }
+    access_log.info("%s %s %d", fields["method"], fields["path"], status, extra={"access": fields})
 
 
 class JsonFormatter(logging.Formatter):
@@ -91,6 +111,7 @@ class JsonFormatter(logging.Formatter):
             "request_id": request_id.get(),
             "message": record.getMessage(),
         }
+        entry.update(getattr(record, "access", {}))
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry)

@@ -16,10 +16,13 @@ API-key middleware and scope guard, the per-key rate limit, the body size limit,
 """
 
 from dataclasses import dataclass
+from importlib import resources
+from importlib.metadata import version
 
 import msgspec
-from litestar import Litestar
+from litestar import Litestar, Router
 from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import (
     OpenAPIHeader,
     OpenAPIMediaType,
@@ -30,11 +33,17 @@ from litestar.openapi.spec import (
     Schema,
 )
 from litestar.routes import HTTPRoute
+from litestar.static_files import create_static_files_router
 
 from app.errors import TYPES
 from app.exports import Format
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+# The API reference page (`/schema`) is Swagger UI from the installed `swagger-ui-py` package, served by the app
+# itself: the page must work where no CDN answers (an air-gapped deployment, a laptop on a plane). The package
+# version is in the path, so an upgrade never meets a browser's cached copy of the old files.
+UI_ASSETS = f"/schema/ui/{version('swagger-ui-py')}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +121,7 @@ def errors(*statuses: int) -> dict[int, ResponseSpec]:
 
 def document(app: Litestar) -> None:
     """Complete the app's OpenAPI document. Litestar builds it once and serves that object from then on
-    (JSON, the Scalar page, `app.openapi_schema`), so it is built and completed here, at creation."""
+    (JSON, the Swagger UI page, `app.openapi_schema`), so it is built and completed here, at creation."""
     openapi = app.openapi_schema
     components = openapi.components
     components.schemas["Error"] = ERROR_SCHEMA
@@ -206,3 +215,23 @@ def closed_structs(info: msgspec.inspect.Type, seen: set[int] | None = None) -> 
             if isinstance(item, msgspec.inspect.Type):
                 found |= closed_structs(item, seen)
     return found
+
+
+def reference_ui() -> tuple[SwaggerRenderPlugin, Router]:
+    """The `/schema` page and the router that serves its scripts, styles and icon from the installed package.
+    The page names no other host: the spec is inlined, and Swagger UI's online validator badge belongs to the
+    standalone layout, which is not used."""
+    page = SwaggerRenderPlugin(
+        path=["/", "/swagger"],
+        js_url=f"{UI_ASSETS}/swagger-ui-bundle.js",
+        css_url=f"{UI_ASSETS}/swagger-ui.css",
+        standalone_preset_js_url=f"{UI_ASSETS}/swagger-ui-standalone-preset.js",
+        favicon=f"<link rel='icon' type='image/png' href='{UI_ASSETS}/favicon-32x32.png'>",
+    )
+    assets = create_static_files_router(
+        UI_ASSETS,
+        directories=[resources.files("swagger_ui") / "static"],
+        name="reference_ui_assets",
+        include_in_schema=False,
+    )
+    return page, assets

@@ -24,7 +24,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 from app.db import metadata
 
-# Credits and USD: 38 digits, 9 of them fractional (see DESIGN.md "Units and money").
+# Credits and USD: 38 digits, 9 of them fractional (see docs/DESIGN.md, "Units and rounding").
 Money = Numeric(38, 9)
 
 accounts = Table(

@@ -4,7 +4,7 @@ from app.ledger.reconcile import reconcile
 
 
 def assert_error(response, status: int, code: str) -> dict:
-    """Every error has the DESIGN.md shape: {"error": {"message", "type", "code"}}."""
+    """Every error has the docs/DESIGN.md shape: {"error": {"message", "type", "code"}}."""
     assert response.status_code == status, response.text
     body = response.json()
     assert set(body) == {"error"}, body

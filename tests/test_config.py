@@ -12,6 +12,12 @@ def test_defaults():
     assert (settings.host, settings.port, settings.workers) == ("127.0.0.1", 8000, 1)
     assert settings.default_margin == Decimal("1.4")
     assert settings.credits_per_usd == Decimal(100)
+    assert settings.access_log is True
+
+
+@pytest.mark.parametrize(("value", "on"), [("0", False), ("off", False), ("false", False), ("1", True), ("Yes", True)])
+def test_access_log_switch(value, on):
+    assert Settings.from_env({"BILLING_ACCESS_LOG": value}).access_log is on
 
 
 def test_values_are_read_exactly():
@@ -43,6 +49,7 @@ def test_values_are_read_exactly():
         ("DEFAULT_MARGIN", "NaN"),
         ("CREDITS_PER_USD", "lots"),
         ("BILLING_LOG_LEVEL", "LOUD"),
+        ("BILLING_ACCESS_LOG", "maybe"),
         ("BILLING_DB_POOL_SIZE", "0"),
         ("BILLING_MAX_BODY_BYTES", "1"),
         ("OPENROUTER_BASE_URL", "openrouter.ai"),

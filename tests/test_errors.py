@@ -1,4 +1,4 @@
-"""The error shape of DESIGN.md for every class of error."""
+"""The error shape of docs/DESIGN.md for every class of error."""
 
 from litestar import get
 from sqlalchemy.ext.asyncio import create_async_engine

@@ -461,7 +461,7 @@ async def test_usage_report_of_nothing(client, admin):
 
 async def test_credits_usd_rounds_half_to_even(client, admin, clock, scratch):
     """3 tokens at 0.0125 USD per 1M, margin 1.4: 0.00000525 credits, worth 0.0000000525 USD, a tie at
-    the 9th place that ROUND_HALF_EVEN (the one rounding rule of DESIGN.md) makes 0.000000052."""
+    the 9th place that ROUND_HALF_EVEN (the one rounding rule of docs/DESIGN.md) makes 0.000000052."""
     model = f"{scratch}/tie"
     created = await client.put(
         "/catalog/models", json={"provider": scratch, "name": "tie", "type": "language"}, headers=admin
@@ -479,6 +479,31 @@ async def test_credits_usd_rounds_half_to_even(client, admin, clock, scratch):
     for params in ({}, {"from": "2001-01-01T12:00:00Z"}):
         totals = (await get_report(client, admin, **params))["totals"]
         assert (totals["credits_usd"], totals["gross_margin_usd"]) == ("0.000000052", "0.000000014"), params
+
+
+async def test_group_by_repeated_or_comma_separated(client, admin):
+    """`group_by=account&group_by=model` groups by both, like `group_by=account,model`; an unknown or repeated
+    key is a 400 that names it."""
+    for account in ("acme", "globex"):
+        await create_account(client, admin, account)
+        for model in ("openai/gpt-4o", "openai/gpt-4o-mini"):
+            body = {"event_id": f"{account}-{model}", "account_id": account, "model": model, "input_tokens": 10}
+            response = await client.post("/usage", json=body, headers=admin)
+            assert response.status_code == 201, response.text
+    repeated = await get_report(client, admin, group_by=["account", "model"])
+    assert repeated == await get_report(client, admin, group_by="account,model")
+    assert repeated["group_by"] == ["account", "model"]
+    assert sorted((row["account"], row["model"]) for row in repeated["rows"]) == [
+        (account, model) for account in ("acme", "globex") for model in ("openai/gpt-4o", "openai/gpt-4o-mini")
+    ]
+    mixed = await get_report(client, admin, group_by=["model", "account,day"])
+    assert mixed["group_by"] == ["model", "account", "day"]
+    header, _ = await get_csv(client, admin, "/reports/usage", group_by=["account", "model"])
+    assert header[:2] == ["account", "model"]
+    for group_by, named in ((["account", "colour"], "'colour'"), (["model", "day,model"], "'model'")):
+        response = await client.get("/reports/usage", params={"group_by": group_by}, headers=admin)
+        error = assert_error(response, 400, "validation_error")
+        assert (error["param"], named in error["message"]) == ("group_by", True), error
 
 
 async def test_usage_report_validation(client, admin, make_key):

@@ -2,7 +2,7 @@
 
 Every response is checked by `not_a_server_error` (no 5xx, whatever the input), `status_code_conformance`,
 `content_type_conformance`, `response_headers_conformance`, `response_schema_conformance` and `error_envelope`
-(every 4xx/5xx is DESIGN.md's `{"error": {"message", "type", "code"[, "param"]}}`).
+(every 4xx/5xx is docs/DESIGN.md's `{"error": {"message", "type", "code"[, "param"]}}`).
 
 The served schema has had gaps (SCHEMA_BUGS). The run validates against a copy of it in which each gap still open
 is closed the way the fix would close it; for each gap a test below (marked xfail(strict=True) while it is open)
@@ -431,7 +431,7 @@ def avoid_known_bugs(case):
 
 
 def error_envelope(ctx, response, case) -> None:
-    """Every error is {"error": {"message", "type", "code"[, "param"]}} (DESIGN.md), documented or not."""
+    """Every error is {"error": {"message", "type", "code"[, "param"]}} (docs/DESIGN.md), documented or not."""
     if response.status_code < 400:
         return
     try:

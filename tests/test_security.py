@@ -15,6 +15,7 @@ from sqlalchemy import text
 
 from app.cli import main
 from app.observability import JsonFormatter
+from app.openapi import UI_ASSETS
 from app.pagination import encode_cursor
 from tests.helpers import assert_error
 
@@ -150,7 +151,10 @@ ROUTES: dict[tuple[str, str], Probe | tuple[Probe, ...]] = {
     ("GET", "/ready"): Probe(PUBLIC, get("/ready")),
     ("GET", "/metrics"): Probe(PUBLIC, get("/metrics")),
     ("GET", "/schema"): Probe(PUBLIC, get("/schema")),
-    ("GET", "/schema/scalar"): Probe(PUBLIC, get("/schema/scalar")),
+    ("GET", "/schema/swagger"): Probe(PUBLIC, get("/schema/swagger")),
+    ("GET", "/schema/oauth2-redirect.html"): Probe(PUBLIC, get("/schema/oauth2-redirect.html")),
+    ("GET", f"{UI_ASSETS}/{{file_path:path}}"): Probe(PUBLIC, get(f"{UI_ASSETS}/swagger-ui.css")),
+    ("HEAD", f"{UI_ASSETS}/{{file_path:path}}"): Probe(PUBLIC, get(f"{UI_ASSETS}/swagger-ui.css")),
     ("GET", "/schema/openapi.json"): Probe(PUBLIC, get("/schema/openapi.json")),
     ("GET", "/schema/{path:str}"): Probe(PUBLIC, get("/schema/elements"), statuses=(200, 404)),
     # Accounts and their books

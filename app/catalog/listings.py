@@ -12,7 +12,7 @@
 
 Prices are the customer's, as in every catalog view: upstream USD x the margin in effect, in USD (per token,
 or per 1M tokens for embeddings), as exact decimal strings made without a float. Upstream cost itself is
-finance data (docs: DESIGN.md, "Units and money"), so no view here shows it.
+finance data (docs/DESIGN.md, "Units and rounding"), so no view here shows it.
 
 Each worker keeps upstream answers a while (`Listings`), so a busy front end does not call upstream on every
 request: OpenRouter's listings for LIVE_SECONDS (they change a few times a day), a failed fetch for

@@ -14,6 +14,14 @@ from app.reports.schemas import MONEY_METRICS, TOKEN_METRICS, TrialBalance, Tria
 AnyRequest = Request[Principal, str, Any]
 From = Annotated[str | None, QueryParameter(name="from", description="A date (midnight UTC) or an RFC 3339 time")]
 To = Annotated[str | None, QueryParameter(name="to", description="Exclusive; a date or an RFC 3339 time")]
+GroupBy = Annotated[
+    list[str] | None,
+    QueryParameter(
+        description="Any of account, model, provider, day, month, in order: repeated "
+        "(`group_by=account&group_by=model`) or comma-separated (`group_by=account,model`); "
+        "an unknown value is a 400 that names it"
+    ),
+]
 
 
 class ReportController(Controller):
@@ -26,7 +34,7 @@ class ReportController(Controller):
         self,
         request: AnyRequest,
         db: Db,
-        group_by: FromQuery[str | None] = None,
+        group_by: GroupBy = None,
         account_id: FromQuery[str | None] = None,
         from_: From = None,
         to: To = None,
@@ -34,9 +42,9 @@ class ReportController(Controller):
         cursor: FromQuery[str | None] = None,
         limit: FromQuery[int] = DEFAULT_LIMIT,
     ) -> UsageReport:
-        """Usage totals grouped by any of account, model, provider, day, month (e.g. `model,day`), in
-        key order; JSON, a page of `limit` rows at a time with the totals of the whole report, or CSV,
-        every row at once."""
+        """Usage totals grouped by any of account, model, provider, day, month (`group_by=model,day` or
+        `group_by=model&group_by=day`), in key order; JSON, a page of `limit` rows at a time with the totals of
+        the whole report, or CSV, every row at once."""
         keys = service.parse_group_by(group_by)
         start, end = service.parse_bound(from_, "from"), service.parse_bound(to, "to")
         csv = wants_csv(request, format_)

@@ -37,15 +37,18 @@ EXACT = Context(prec=MAX_PREC, traps=[Inexact])
 CURSOR_TYPES = {"account": str, "model": str, "provider": str, "day": date, "month": date}
 
 
-def parse_group_by(raw: str | None) -> list[str]:
-    keys = [key.strip() for key in (raw or "").split(",") if key.strip()]
-    unknown = [key for key in keys if key not in GROUP_KEYS]
-    if unknown:
-        raise InvalidRequest(
-            f"Unknown `group_by` value {unknown[0]!r}; use any of {', '.join(GROUP_KEYS)}", param="group_by"
-        )
-    if len(set(keys)) != len(keys):
-        raise InvalidRequest("`group_by` names a key twice", param="group_by")
+def parse_group_by(values: list[str] | None) -> list[str]:
+    """`group_by`, repeated (`group_by=account&group_by=model`), comma-separated (`account,model`) or both, in
+    the order given."""
+    keys = [key.strip() for value in values or () for key in value.split(",") if key.strip()]
+    for key in keys:
+        if key not in GROUP_KEYS:
+            raise InvalidRequest(
+                f"Unknown `group_by` value {key!r}; use any of {', '.join(GROUP_KEYS)}", param="group_by"
+            )
+    twice = next((key for index, key in enumerate(keys) if key in keys[:index]), None)
+    if twice is not None:
+        raise InvalidRequest(f"`group_by` names {twice!r} twice", param="group_by")
     return keys
 
 

@@ -2,6 +2,7 @@
 once when the catalog learns the model or its price, at the price in effect when the usage occurred."""
 
 import asyncio
+import re
 from datetime import timedelta
 from decimal import Decimal
 
@@ -256,7 +257,9 @@ async def test_billing_rate_lists_what_waits_and_rates_what_it_can(
             {"m": model},
         )
     result = await billing(database, "rate")
-    assert "Rated 2 waiting usage events; 1 still wait unrated." in result.stdout
+    # (Rated 2, unless a worker's rater was first: in a loaded full run one sometimes is, though this one
+    # looks away; either way each event is charged once.)
+    assert re.search(r"Rated [02] waiting usage events; 1 still wait unrated\.", result.stdout), result.stdout
     assert "another-mystery" in result.stdout and "mystery-model:" not in result.stdout
     assert await balance(client, admin) == GRANT - 2 * Decimal(COST)
     assert {e["event_id"] for e in await listed(client, admin, status="unrated")} == {"w3"}

@@ -4,7 +4,6 @@ TEST_DATABASE_URL names a server to use (its database is only used to create our
 without it an embedded server is started in .data/test-postgres.
 """
 
-import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -25,10 +24,10 @@ from app.config import PROJECT_DIR, Settings, database_url
 from app.db import plain_dsn
 from app.keys import service as key_service
 from app.keys.schemas import KeyCreate
+from tests.helpers import KEEP_TABLES, migrate
 
 # Filled once per run by the migrations and the default catalog import, so not emptied between
 # tests; tests that write to the catalog use a scratch provider of their own (see `scratch`).
-KEEP_TABLES = {"alembic_version", "catalog_version", "providers", "models", "model_aliases", "prices", "margins"}
 
 
 @pytest.fixture(scope="session")
@@ -71,14 +70,6 @@ async def empty_database(server_url: str) -> AsyncIterator[Callable[[], Awaitabl
     yield make
     for name in names:
         await drop_database(server_url, name)
-
-
-async def migrate(url: str, revision: str = "head", downgrade: bool = False) -> None:
-    from alembic import command
-
-    step = command.downgrade if downgrade else command.upgrade
-    # Alembic's async env.py runs its own event loop, so it gets a thread of its own.
-    await asyncio.to_thread(step, db.alembic_config(url), revision)
 
 
 @pytest.fixture(scope="session")

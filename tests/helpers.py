@@ -1,6 +1,20 @@
-"""Assertions shared by the tests."""
+"""Assertions and database steps shared by the tests (and conftest.py)."""
 
+import asyncio
+
+from app import db
 from app.ledger.reconcile import reconcile
+
+# Tables the per-test cleanup leaves alone: the schema version and the catalog.
+KEEP_TABLES = {"alembic_version", "catalog_version", "providers", "models", "model_aliases", "prices", "margins"}
+
+
+async def migrate(url: str, revision: str = "head", downgrade: bool = False) -> None:
+    from alembic import command
+
+    step = command.downgrade if downgrade else command.upgrade
+    # Alembic's async env.py runs its own event loop, so it gets a thread of its own.
+    await asyncio.to_thread(step, db.alembic_config(url), revision)
 
 
 def assert_error(response, status: int, code: str) -> dict:

@@ -24,8 +24,7 @@ from app.catalog.sync import SYNC_LOCK, sync_catalog, sync_if_free
 from app.cli import main
 from app.config import Settings
 from tests import test_catalog_sources
-from tests.conftest import KEEP_TABLES
-from tests.helpers import assert_error
+from tests.helpers import KEEP_TABLES, assert_error
 from tests.test_catalog_sources import (
     LITELLM_FILE,
     OLLAMA_TAGS,

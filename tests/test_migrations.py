@@ -9,7 +9,7 @@ from sqlalchemy import text
 import app.tables  # noqa: F401  (registers every table on the metadata)
 from app import db
 from app.asgi import create_app
-from tests.conftest import migrate
+from tests.helpers import migrate
 
 
 async def table_names(engine) -> set[str]:

@@ -45,7 +45,7 @@ from app.keys import service as key_service
 from app.keys.schemas import KeyCreate
 from app.ledger.reconcile import reconcile
 from app.ledger.service import expire_due_grants
-from tests.conftest import KEEP_TABLES
+from tests.helpers import KEEP_TABLES
 
 NANO = Decimal("0.000000001")
 # The test's own model: upstream USD per 1M tokens, and its margin override.

@@ -65,8 +65,7 @@ from app.keys import service as key_service
 from app.keys.schemas import KeyCreate
 from app.ledger import schemas as ledger_schemas
 from app.usage import schemas as usage_schemas
-from tests.conftest import migrate
-from tests.helpers import assert_error
+from tests.helpers import assert_error, migrate
 
 MAX_EXAMPLES = int(os.environ.get("SCHEMATHESIS_MAX_EXAMPLES", "10"))
 SERVE = os.environ.get("SCHEMATHESIS_SERVE") == "1"

@@ -23,6 +23,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 from app.db import metadata
+from app.pricing import SERVICE_TIERS
 
 # Credits and USD: 38 digits, 9 of them fractional (see docs/DESIGN.md, "Units and rounding").
 Money = Numeric(38, 9)
@@ -184,7 +185,6 @@ catalog_version = Table(
 )
 
 Tokens = BigInteger
-SERVICE_TIERS = ("default", "batch", "flex", "priority")
 SERVICE_TIERS_CHECK = f"service_tier IN ({', '.join(repr(t) for t in SERVICE_TIERS)})"
 
 # Ledger: every entry moves `amount` credits between a customer account and a system account

@@ -203,7 +203,7 @@ class KeyCache:
         return row
 
     async def watch(self, url: str) -> None:
-        """LISTEN for key changes made anywhere (see the api_keys trigger); reconnect when cut off."""
+        """LISTEN for key changes made anywhere (see CHANGED in app/keys/repository.py); reconnect when cut off."""
         while True:
             try:
                 await self.listen(url)

@@ -600,6 +600,28 @@ def rate() -> None:
         report_rating(*rate_waiting(url, settings), listing=True)
 
 
+@main.group()
+def citus() -> None:
+    """Spread the database over a Citus cluster (docs/scale-out.md)."""
+
+
+@citus.command("setup")
+def citus_setup() -> None:
+    """On the coordinator, after `billing migrate`: make the catalog, API keys and audit log reference
+    tables, and distribute the per-account tables by account, co-located with `accounts`. Tables
+    already done are skipped, so it can be run again."""
+    from app.distribution import CitusMissing, SchemaBreaksRules, setup_citus
+
+    with database_url(load_settings()) as url:
+        try:
+            ran = in_transaction(url, setup_citus, begin=False)
+        except (CitusMissing, SchemaBreaksRules) as exc:
+            raise click.ClickException(str(exc)) from None
+    for statement in ran:
+        click.echo(statement)
+    click.echo(f"{len(ran)} table(s) distributed; every table is now distributed or a reference table")
+
+
 @main.command()
 def reconcile() -> None:
     """Check every ledger invariant; exits 1 naming each violation."""

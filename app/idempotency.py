@@ -33,7 +33,9 @@ class Replay:
     body: dict[str, Any]
 
 
-async def claim(conn: asyncpg.Connection, scope: str, key: str, request: dict[str, Any]) -> Replay | None:
+async def claim(
+    conn: asyncpg.Connection, account_id: str, scope: str, key: str, request: dict[str, Any]
+) -> Replay | None:
     """None when this key is new (the caller then does the work and calls `remember`), else the replay.
 
     Runs inside the caller's transaction: a concurrent request with the same key waits on the
@@ -41,8 +43,9 @@ async def claim(conn: asyncpg.Connection, scope: str, key: str, request: dict[st
     if not 0 < len(key) <= MAX_KEY_LENGTH:
         raise InvalidRequest(f"`Idempotency-Key` must be 1 to {MAX_KEY_LENGTH} characters", param="Idempotency-Key")
     inserted = await conn.fetchval(
-        "INSERT INTO idempotency_keys (scope, key, request, status, response) VALUES ($1, $2, $3, 0, 'null') "
-        "ON CONFLICT DO NOTHING RETURNING true",
+        "INSERT INTO idempotency_keys (account_id, scope, key, request, status, response) "
+        "VALUES ($1, $2, $3, $4, 0, 'null') ON CONFLICT DO NOTHING RETURNING true",
+        account_id,
         scope,
         key,
         request,
@@ -50,7 +53,10 @@ async def claim(conn: asyncpg.Connection, scope: str, key: str, request: dict[st
     if inserted:
         return None
     row = await conn.fetchrow(
-        "SELECT request, status, response FROM idempotency_keys WHERE scope = $1 AND key = $2", scope, key
+        "SELECT request, status, response FROM idempotency_keys WHERE account_id = $1 AND scope = $2 AND key = $3",
+        account_id,
+        scope,
+        key,
     )
     fields = differing_fields(row["request"], request)
     if fields:
@@ -59,9 +65,12 @@ async def claim(conn: asyncpg.Connection, scope: str, key: str, request: dict[st
     return Replay(200, {**row["response"], "replay": True})
 
 
-async def remember(conn: asyncpg.Connection, scope: str, key: str, status: int, response: dict[str, Any]) -> None:
+async def remember(
+    conn: asyncpg.Connection, account_id: str, scope: str, key: str, status: int, response: dict[str, Any]
+) -> None:
     await conn.execute(
-        "UPDATE idempotency_keys SET status = $3, response = $4 WHERE scope = $1 AND key = $2",
+        "UPDATE idempotency_keys SET status = $4, response = $5 WHERE account_id = $1 AND scope = $2 AND key = $3",
+        account_id,
         scope,
         key,
         status,

@@ -8,11 +8,13 @@ from sqlalchemy import (
     Date,
     DateTime,
     ForeignKey,
+    ForeignKeyConstraint,
     Identity,
     Index,
     Integer,
     LargeBinary,
     Numeric,
+    PrimaryKeyConstraint,
     Table,
     Text,
     UniqueConstraint,
@@ -53,7 +55,8 @@ api_keys = Table(
     Column("name", Text, nullable=False),
     Column("secret_hash", LargeBinary, nullable=False),
     Column("scopes", ARRAY(Text), nullable=False),
-    Column("account_id", Text, ForeignKey("accounts.id"), nullable=True),
+    # No foreign key: a reference table points into no per-account table (the API checks the account).
+    Column("account_id", Text, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("expires_at", DateTime(timezone=True), nullable=True),
     Column("revoked_at", DateTime(timezone=True), nullable=True),
@@ -196,7 +199,7 @@ ENTRY_KINDS = ("grant", "usage", "adjustment", "expiration", "reversal")
 grants = Table(
     "grants",
     metadata,
-    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("id", BigInteger, Identity(), nullable=False),
     Column("account_id", Text, ForeignKey("accounts.id"), nullable=False),
     Column("amount", Money, nullable=False),
     # What is left to consume; usage draws from the earliest-expiring grant first.
@@ -205,6 +208,7 @@ grants = Table(
     Column("expires_at", DateTime(timezone=True)),
     Column("expired_at", DateTime(timezone=True)),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("account_id", "id"),
     CheckConstraint("amount > 0 AND remaining >= 0 AND remaining <= amount", name="amounts"),
     Index("ix_grants_open", "account_id", "expires_at", postgresql_where=text("remaining > 0")),
 )
@@ -212,7 +216,7 @@ grants = Table(
 usage_events = Table(
     "usage_events",
     metadata,
-    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("id", BigInteger, Identity(), nullable=False),
     Column("account_id", Text, ForeignKey("accounts.id"), nullable=False),
     Column("event_id", Text, nullable=False),
     Column("model_id", Text, ForeignKey("models.id"), nullable=False),
@@ -248,6 +252,7 @@ usage_events = Table(
     # How the call was served: the provider's service tier, and the region (where prices differ by it).
     Column("service_tier", Text, nullable=False, server_default="default"),
     Column("region", Text),
+    PrimaryKeyConstraint("account_id", "id"),
     UniqueConstraint("account_id", "event_id"),
     CheckConstraint(SERVICE_TIERS_CHECK, name="service_tier"),
     Index(None, "account_id", "occurred_at"),
@@ -257,29 +262,39 @@ usage_events = Table(
 ledger_entries = Table(
     "ledger_entries",
     metadata,
-    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("id", BigInteger, Identity(), nullable=False),
     Column("account_id", Text, ForeignKey("accounts.id"), nullable=False),
     Column("kind", Text, nullable=False),
     Column("amount", Money, nullable=False),
     Column("balance_after", Money, nullable=False),
     Column("counterparty", Text, nullable=False),
-    Column("usage_event_id", BigInteger, ForeignKey("usage_events.id")),
-    Column("grant_id", BigInteger, ForeignKey("grants.id")),
+    Column("usage_event_id", BigInteger),
+    Column("grant_id", BigInteger),
     Column("description", Text),
     Column("created_at", DateTime(timezone=True), nullable=False),
     CheckConstraint(f"kind IN ({', '.join(repr(k) for k in ENTRY_KINDS)})", name="kind"),
     CheckConstraint(f"counterparty IN ({', '.join(repr(a) for a in SYSTEM_ACCOUNTS)})", name="counterparty"),
-    Index(None, "account_id", "id"),
-    Index(None, "usage_event_id", unique=True, postgresql_where=text("kind = 'usage'")),
+    PrimaryKeyConstraint("account_id", "id"),
+    ForeignKeyConstraint(["account_id", "usage_event_id"], ["usage_events.account_id", "usage_events.id"]),
+    ForeignKeyConstraint(["account_id", "grant_id"], ["grants.account_id", "grants.id"]),
+    Index(None, "account_id", "usage_event_id", unique=True, postgresql_where=text("kind = 'usage'")),
     # A usage event is reversed at most once.
-    Index("uq_ledger_entries_reversal", "usage_event_id", unique=True, postgresql_where=text("kind = 'reversal'")),
-    Index(None, "grant_id"),
+    Index(
+        "uq_ledger_entries_reversal",
+        "account_id",
+        "usage_event_id",
+        unique=True,
+        postgresql_where=text("kind = 'reversal'"),
+    ),
+    Index(None, "account_id", "grant_id"),
 )
 
 idempotency_keys = Table(
     "idempotency_keys",
     metadata,
-    # `scope` names the endpoint and the account, so keys of different accounts never collide.
+    # The account the key belongs to, also named in `scope` with the endpoint. No foreign key: a key
+    # is claimed before the account is looked up (an unknown account's claim rolls back with its 404).
+    Column("account_id", Text, primary_key=True),
     Column("scope", Text, primary_key=True),
     Column("key", Text, primary_key=True),
     Column("request", JSONB, nullable=False),
@@ -293,7 +308,7 @@ authorizations = Table(
     metadata,
     # A hold is a memo, not a posting: it moves no credits, so it is no ledger entry. It reduces what
     # is available (balance - pending) until it is settled by a usage event, released, or expires.
-    Column("id", Text, primary_key=True),
+    Column("id", Text, nullable=False),
     Column("account_id", Text, ForeignKey("accounts.id"), nullable=False),
     Column("model_id", Text, ForeignKey("models.id"), nullable=False),
     Column("amount", Money, nullable=False),
@@ -305,11 +320,13 @@ authorizations = Table(
     Column("expires_at", DateTime(timezone=True), nullable=False),
     Column("released_at", DateTime(timezone=True)),
     Column("settled_at", DateTime(timezone=True)),
-    Column("usage_event_id", BigInteger, ForeignKey("usage_events.id")),
+    Column("usage_event_id", BigInteger),
     Column("settled_amount", Money),
     # How the call was served: the provider's service tier, and the region (where prices differ by it).
     Column("service_tier", Text, nullable=False, server_default="default"),
     Column("region", Text),
+    PrimaryKeyConstraint("account_id", "id"),
+    ForeignKeyConstraint(["account_id", "usage_event_id"], ["usage_events.account_id", "usage_events.id"]),
     CheckConstraint("amount >= 0", name="amount"),
     CheckConstraint(SERVICE_TIERS_CHECK, name="service_tier"),
     Index("ix_authorizations_open", "account_id", postgresql_where=text("settled_at IS NULL AND released_at IS NULL")),
@@ -388,8 +405,8 @@ usage_rollups = Table(
 usage_rollups_monthly = Table(
     "usage_rollups_monthly",
     metadata,
-    # The daily rollups summed by UTC month, kept by a trigger on usage_rollups in the same
-    # transaction: a report over whole months reads a thirtieth of the rows.
+    # The daily rollups summed by UTC month, written by the same statements as the daily ones
+    # (app/usage/repository.py): a report over whole months reads a thirtieth of the rows.
     Column("month", Date, primary_key=True),
     Column("account_id", Text, ForeignKey("accounts.id"), primary_key=True),
     Column("model_id", Text, ForeignKey("models.id"), primary_key=True),

@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import text
 
 from app.auth import KeyCache, KeyChanges, LastUsed
+from app.keys import repository as keys_repository
 from tests.helpers import assert_error
 
 
@@ -107,8 +108,9 @@ async def test_a_change_made_in_plain_sql_reaches_the_cache(client, make_key, co
     headers = {"X-API-Key": key}
     await listening(client)
     assert (await client.get("/accounts", headers=headers)).status_code == 200
-    async with conn_engine.begin() as conn:  # the trigger notifies every listening worker
+    async with conn_engine.begin() as conn:  # the announcement reaches every listening worker at commit
         await conn.execute(text("UPDATE api_keys SET revoked_at = now() WHERE id = :id"), {"id": key[4:16]})
+        await conn.execute(text(keys_repository.CHANGED))
     for _ in range(50):
         if (await client.get("/accounts", headers=headers)).status_code == 401:
             break

@@ -7,6 +7,7 @@ import openai
 import pytest
 from sqlalchemy import text
 
+from app.catalog import repository as catalog_repository
 from tests.helpers import assert_error
 
 CPU = Decimal(100)  # CREDITS_PER_USD default
@@ -324,6 +325,7 @@ async def test_other_workers_see_writes_made_elsewhere(client, reader, scratch, 
             ),
             {"id": f"{scratch}/sql", "provider": scratch},
         )
+        await conn.execute(text(catalog_repository.CHANGED))  # what every catalog writer runs
     for _ in range(100):
         if (await client.get(f"/models/{scratch}/sql", headers=reader)).status_code == 200:
             break

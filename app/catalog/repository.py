@@ -1,7 +1,7 @@
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import Row, func, select, update
+from sqlalchemy import Row, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -14,6 +14,20 @@ CHUNK = 1000
 
 def chunks(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     return [rows[start : start + CHUNK] for start in range(0, len(rows), CHUNK)]
+
+
+# Every catalog write, from the API, the CLI or a sync, bumps the version and tells every worker
+# listening on `catalog_changed` to reload, in the writer's transaction (the notification goes out at
+# its commit). No trigger does it: a distributed database keeps none (docs/scale-out.md). A write
+# made in plain SQL runs this statement too, or waits for the workers' next restart.
+CHANGED = (
+    "WITH v AS (UPDATE catalog_version SET version = version + 1 RETURNING version) "
+    "SELECT pg_notify('catalog_changed', '') FROM v"
+)
+
+
+async def changed(conn: AsyncConnection) -> None:
+    await conn.execute(text(CHANGED))
 
 
 async def current_version(conn: AsyncConnection) -> int:
@@ -36,9 +50,13 @@ async def upsert_providers(conn: AsyncConnection, rows: list[dict[str, Any]]) ->
     """New providers are added enabled; an existing provider keeps its `enabled` switch."""
     if rows:
         query = insert(providers).values(rows)
-        await conn.execute(
-            query.on_conflict_do_update(index_elements=[providers.c.id], set_={"name": query.excluded.name})
+        query = query.on_conflict_do_update(
+            index_elements=[providers.c.id],
+            set_={"name": query.excluded.name},
+            where=providers.c.name.is_distinct_from(query.excluded.name),
         )
+        if (await conn.execute(query.returning(providers.c.id))).all():
+            await changed(conn)
 
 
 async def insert_provider(conn: AsyncConnection, *, provider_id: str, name: str, enabled: bool) -> Row | None:
@@ -48,33 +66,45 @@ async def insert_provider(conn: AsyncConnection, *, provider_id: str, name: str,
         .on_conflict_do_nothing(index_elements=[providers.c.id])
         .returning(providers)
     )
-    return (await conn.execute(query)).first()
+    return await _changing(conn, (await conn.execute(query)).first())
 
 
 async def update_provider(conn: AsyncConnection, provider_id: str, values: dict[str, Any]) -> Row | None:
     query = update(providers).where(providers.c.id == provider_id).values(**values).returning(providers)
-    return (await conn.execute(query)).first()
+    return await _changing(conn, (await conn.execute(query)).first())
+
+
+async def _changing(conn: AsyncConnection, row: Row | None) -> Row | None:
+    """`row`, after announcing the change it was written by (none when it is None)."""
+    if row is not None:
+        await changed(conn)
+    return row
 
 
 async def upsert_models(conn: AsyncConnection, rows: list[dict[str, Any]], *, keep_known: bool = False) -> int:
     """Insert or update model metadata; returns how many rows actually changed. With `keep_known`,
     a null in `rows` keeps the stored value instead of erasing it."""
-    return sum([await _upsert_models(conn, chunk, keep_known) for chunk in chunks(rows)], 0)
+    count = sum([await _upsert_models(conn, chunk, keep_known) for chunk in chunks(rows)], 0)
+    if count:
+        await changed(conn)
+    return count
 
 
 async def _upsert_models(conn: AsyncConnection, rows: list[dict[str, Any]], keep_known: bool) -> int:
     query = insert(models).values(rows)
-    changed = {
+    values = {
         name: func.coalesce(query.excluded[name], models.c[name]) if keep_known else query.excluded[name]
         for name in MODEL_FIELDS
         if name != "id"
     }
     if keep_known:  # a kept value keeps its source: the stored labels, with the file's over them
-        changed["facts"] = models.c.facts.op("||")(query.excluded.facts)
+        values["facts"] = models.c.facts.op("||")(query.excluded.facts)
     # IS DISTINCT FROM: an identical re-import writes nothing, so it does not bump the catalog version.
-    differs = func.row(*(models.c[name] for name in changed)).is_distinct_from(func.row(*changed.values()))
+    differs = func.row(*(models.c[name] for name in values)).is_distinct_from(func.row(*values.values()))
+    # The time is a parameter: a distributed database runs the upsert on every node of a reference
+    # table, where now() would not be one value (tests/test_schema_rules.py).
     query = query.on_conflict_do_update(
-        index_elements=[models.c.id], set_={**changed, "updated_at": func.now()}, where=differs
+        index_elements=[models.c.id], set_={**values, "updated_at": datetime.now(UTC)}, where=differs
     ).returning(models.c.id)
     return len((await conn.execute(query)).all())
 
@@ -85,6 +115,8 @@ async def add_aliases(conn: AsyncConnection, rows: list[dict[str, str]]) -> int:
     for chunk in chunks(rows):
         query = insert(model_aliases).values(chunk).on_conflict_do_nothing().returning(model_aliases.c.alias)
         added += len((await conn.execute(query)).all())
+    if added:
+        await changed(conn)
     return added
 
 
@@ -107,12 +139,15 @@ async def put_operator_alias(conn: AsyncConnection, alias: str, provider: str, m
         index_elements=[model_aliases.c.alias, model_aliases.c.provider],
         set_={"model_id": query.excluded.model_id, "source": "operator"},
     )
-    return (await conn.execute(query.returning(model_aliases))).one()
+    row = (await conn.execute(query.returning(model_aliases))).one()
+    await changed(conn)
+    return row
 
 
 async def delete_alias(conn: AsyncConnection, alias: str, provider: str) -> None:
     query = model_aliases.delete().where(model_aliases.c.alias == alias, model_aliases.c.provider == provider)
-    await conn.execute(query)
+    if (await conn.execute(query)).rowcount:
+        await changed(conn)
 
 
 async def list_aliases(conn: AsyncConnection, model_id: str | None, source: str | None) -> list[Row]:
@@ -130,7 +165,12 @@ async def price_history(conn: AsyncConnection, model_ids: list[str]) -> list[Row
 
 
 async def insert_prices(conn: AsyncConnection, rows: list[dict[str, Any]]) -> list[Row]:
-    return [row for chunk in chunks(rows) for row in await conn.execute(insert(prices).values(chunk).returning(prices))]
+    added = [
+        row for chunk in chunks(rows) for row in await conn.execute(insert(prices).values(chunk).returning(prices))
+    ]
+    if added:
+        await changed(conn)
+    return added
 
 
 async def latest_margin_time(conn: AsyncConnection, scope: str, target: str) -> datetime | None:
@@ -146,7 +186,9 @@ async def insert_margin(
         .values(scope=scope, target=target, margin=margin, effective_from=effective_from)
         .returning(margins)
     )
-    return (await conn.execute(query)).one()
+    row = (await conn.execute(query)).one()
+    await changed(conn)
+    return row
 
 
 async def margin_history(conn: AsyncConnection) -> list[Row]:
@@ -168,6 +210,9 @@ async def deprecate_models(conn: AsyncConnection, model_ids: list[str], on: date
     query = (
         update(models)
         .where(models.c.id.in_(model_ids), models.c.deprecation_date.is_(None))
-        .values(deprecation_date=on, updated_at=func.now())
+        .values(deprecation_date=on, updated_at=datetime.now(UTC))
     )
-    return (await conn.execute(query)).rowcount if model_ids else 0
+    count = (await conn.execute(query)).rowcount if model_ids else 0
+    if count:
+        await changed(conn)
+    return count

@@ -1,10 +1,15 @@
 from datetime import datetime
 
 import asyncpg
-from sqlalchemy import Row, and_, bindparam, func, insert, select, tuple_, update
+from sqlalchemy import Row, and_, bindparam, func, insert, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.tables import api_keys, audit_log
+
+# Any change that can make a key stop working tells every worker listening on `api_keys_changed` to
+# drop its cached keys, in the writer's transaction (sent at its commit). No trigger does it: a
+# distributed database keeps none (docs/scale-out.md). A change made in plain SQL runs this too.
+CHANGED = "SELECT pg_notify('api_keys_changed', '')"
 
 PUBLIC_COLUMNS = (
     api_keys.c.id,
@@ -71,7 +76,10 @@ async def revoke(conn: AsyncConnection, key_id: str) -> Row | None:
         .values(revoked_at=func.coalesce(api_keys.c.revoked_at, func.now()))
         .returning(*PUBLIC_COLUMNS)
     )
-    return (await conn.execute(query)).first()
+    row = (await conn.execute(query)).first()
+    if row is not None:
+        await conn.execute(text(CHANGED))
+    return row
 
 
 async def has_active_admin(conn: AsyncConnection) -> bool:

@@ -194,14 +194,14 @@ class AuthorizationController(Controller):
         async def work(conn):
             scope = f"authorization:{account_id}"
             if idempotency_key is not None:
-                replay = await idempotency.claim(conn, scope, idempotency_key, msgspec.to_builtins(data))
+                replay = await idempotency.claim(conn, account_id, scope, idempotency_key, msgspec.to_builtins(data))
                 if replay is not None:
                     return replay.status, replay.body
             body = msgspec.to_builtins(
                 await service.authorize(conn, account_id, data, state.catalog.catalog, state.clock.now())
             )
             if idempotency_key is not None:
-                await idempotency.remember(conn, scope, idempotency_key, 201, body)
+                await idempotency.remember(conn, account_id, scope, idempotency_key, 201, body)
             return 201, body
 
         status, body = await database.transaction(state.pool, work)
@@ -224,7 +224,7 @@ class AuthorizationController(Controller):
     ) -> Authorization:
         """One hold with its status: pending, settled, released or expired."""
         async with db.connect() as conn:
-            row = await repository.get_authorization(conn, authorization_id)
+            row = await repository.get_authorization(conn, request.user.account_id, authorization_id)
         if row is None or request.user.account_id not in (None, row.account_id):
             raise NotFound(f"Authorization '{authorization_id}' not found", code="authorization_not_found")
         return service.authorization_view(row._mapping, request.app.state.clock.now(), event_id=row.event_id)

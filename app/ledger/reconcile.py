@@ -40,8 +40,9 @@ CHECKS = {
     """,
     "each usage event is charged by exactly one ledger entry of its cost": """
         SELECT u.id, u.event_id, count(l.id) AS entries, min(l.amount) AS amount, u.cost
-        FROM usage_events u LEFT JOIN ledger_entries l ON l.usage_event_id = u.id AND l.kind = 'usage'
-        GROUP BY u.id HAVING count(l.id) <> 1 OR min(l.amount) <> -u.cost
+        FROM usage_events u
+        LEFT JOIN ledger_entries l ON l.account_id = u.account_id AND l.usage_event_id = u.id AND l.kind = 'usage'
+        GROUP BY u.account_id, u.id HAVING count(l.id) <> 1 OR min(l.amount) <> -u.cost
     """,
     # Unrated usage waits outside the books: never charged, and never also recorded as charged.
     "no unrated event is also a charged event": """
@@ -49,18 +50,20 @@ CHECKS = {
         JOIN usage_events u ON (u.account_id, u.event_id) = (r.account_id, r.event_id)
     """,
     "no usage entry for an unrated event": """
-        SELECT l.id, l.account_id FROM ledger_entries l JOIN unrated_usage r ON r.id = l.usage_event_id
+        SELECT l.id, l.account_id FROM ledger_entries l JOIN unrated_usage r
+        ON r.account_id = l.account_id AND r.id = l.usage_event_id
     """,
     "each usage entry belongs to a usage event": """
         SELECT id, account_id FROM ledger_entries WHERE kind = 'usage' AND usage_event_id IS NULL
     """,
     "each credit lot has one entry of its amount": """
         SELECT g.id, g.account_id, g.amount, count(e.id) AS entries, sum(e.amount) AS entered
-        FROM grants g LEFT JOIN ledger_entries e ON e.grant_id = g.id AND e.amount > 0
-        GROUP BY g.id HAVING count(e.id) <> 1 OR sum(e.amount) <> g.amount
+        FROM grants g LEFT JOIN ledger_entries e ON e.account_id = g.account_id AND e.grant_id = g.id AND e.amount > 0
+        GROUP BY g.account_id, g.id HAVING count(e.id) <> 1 OR sum(e.amount) <> g.amount
     """,
     "each expiration empties one expired grant": """
-        SELECT e.id, e.grant_id FROM ledger_entries e LEFT JOIN grants g ON g.id = e.grant_id
+        SELECT e.id, e.grant_id FROM ledger_entries e
+        LEFT JOIN grants g ON g.account_id = e.account_id AND g.id = e.grant_id
         WHERE e.kind = 'expiration' AND (g.id IS NULL OR g.expired_at IS NULL OR g.remaining <> 0)
     """,
     "credit lots left add up to the positive balance": """

@@ -46,13 +46,24 @@ async def list_accounts(
 # `lock_accounts`: every writer locks the accounts it touches first, in id order, so concurrent
 # writers queue per account instead of deadlocking.
 
+ACCOUNT_ROWS = (
+    "SELECT id, balance, overdraft_limit, next_expiry_at FROM accounts WHERE id = ANY($1::text[]) ORDER BY id"
+)
+
 
 async def lock_accounts(conn: asyncpg.Connection, account_ids: list[str]) -> list[asyncpg.Record]:
-    return await conn.fetch(
-        "SELECT id, balance, overdraft_limit, next_expiry_at FROM accounts "
-        "WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE",
-        sorted(set(account_ids)),
-    )
+    ids = sorted(set(account_ids))
+    await lock_each(conn, "SELECT FROM accounts WHERE id = $1 FOR UPDATE", [(account_id,) for account_id in ids])
+    return await conn.fetch(ACCOUNT_ROWS, ids)
+
+
+async def lock_each(conn: asyncpg.Connection, query: str, per_account: list[tuple]) -> None:
+    """Run a locking `query` once per account, in the order given (account order): one statement
+    per account, as a distributed database needs (each runs on its account's shard, and a
+    statement over several shards would lock them in no set order). The statements go in one
+    pipeline: one round trip, whatever the number of accounts."""
+    if per_account:
+        await conn.executemany(query, per_account)
 
 
 async def post_entries(
@@ -82,14 +93,15 @@ async def post_entries(
             UPDATE accounts SET balance = b.balance
             FROM unnest($9::text[], $10::numeric[]) AS b(id, balance) WHERE accounts.id = b.id
         ), open_grants AS (
-            SELECT g.id, g.remaining, d.amount,
+            SELECT g.account_id, g.id, g.remaining, d.amount,
                    sum(g.remaining) OVER (PARTITION BY g.account_id ORDER BY g.expires_at NULLS LAST, g.id)
                        - g.remaining AS drawn_before
             FROM grants g JOIN unnest($11::text[], $12::numeric[]) AS d(account_id, amount) USING (account_id)
             WHERE g.remaining > 0 AND (g.expires_at IS NULL OR g.expires_at > $13)
         )
         UPDATE grants SET remaining = grants.remaining - LEAST(o.remaining, o.amount - o.drawn_before)
-        FROM open_grants o WHERE grants.id = o.id AND o.drawn_before < o.amount
+        FROM open_grants o
+        WHERE grants.account_id = o.account_id AND grants.id = o.id AND o.drawn_before < o.amount
         """,
         *columns,
         list(balances),
@@ -110,8 +122,15 @@ async def due_grants(conn: asyncpg.Connection, account_ids: list[str], now: date
     )
 
 
-async def close_grants(conn: asyncpg.Connection, grant_ids: list[int], now: datetime) -> None:
-    await conn.execute("UPDATE grants SET remaining = 0, expired_at = $2 WHERE id = ANY($1::bigint[])", grant_ids, now)
+async def close_grants(conn: asyncpg.Connection, grants: list[tuple[str, int]], now: datetime) -> None:
+    """Empty the grants named by (account_id, id)."""
+    await conn.execute(
+        "UPDATE grants SET remaining = 0, expired_at = $3 FROM unnest($1::text[], $2::bigint[]) AS k(account_id, id) "
+        "WHERE (grants.account_id, grants.id) = (k.account_id, k.id)",
+        [account_id for account_id, _ in grants],
+        [grant_id for _, grant_id in grants],
+        now,
+    )
 
 
 async def refresh_next_expiry(conn: asyncpg.Connection, account_ids: list[str]) -> None:
@@ -173,7 +192,11 @@ async def list_entries(
 ) -> list[Row]:
     query = (
         select(ledger_entries, usage_events.c.event_id)
-        .outerjoin(usage_events, usage_events.c.id == ledger_entries.c.usage_event_id)
+        .outerjoin(
+            usage_events,
+            (usage_events.c.account_id == ledger_entries.c.account_id)
+            & (usage_events.c.id == ledger_entries.c.usage_event_id),
+        )
         .where(ledger_entries.c.account_id == account_id)
         .order_by(ledger_entries.c.id)
         .limit(limit)
@@ -226,13 +249,36 @@ async def insert_authorization(conn: asyncpg.Connection, values: dict) -> asyncp
     )
 
 
-async def lock_authorizations(conn: asyncpg.Connection, ids: list[str]) -> list[asyncpg.Record]:
-    return await conn.fetch("SELECT * FROM authorizations WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE", ids)
+async def lock_authorizations(conn: asyncpg.Connection, holds: list[tuple[str, str]]) -> list[asyncpg.Record]:
+    """Lock holds named by (account_id, id), one account per statement in account order."""
+    by_account: dict[str, list[str]] = {}
+    for account_id, hold_id in sorted(set(holds)):
+        by_account.setdefault(account_id, []).append(hold_id)
+    await lock_each(
+        conn,
+        "SELECT FROM authorizations WHERE account_id = $1 AND id = ANY($2::text[]) ORDER BY id FOR UPDATE",
+        list(by_account.items()),
+    )
+    return await conn.fetch(
+        "SELECT a.* FROM authorizations a JOIN unnest($1::text[], $2::text[]) AS k(account_id, id) "
+        "ON (a.account_id, a.id) = (k.account_id, k.id) ORDER BY a.account_id, a.id",
+        [account_id for account_id, _ in holds],
+        [hold_id for _, hold_id in holds],
+    )
 
 
-async def release_authorization(conn: asyncpg.Connection, authorization_id: str, now: datetime) -> asyncpg.Record:
+async def authorization_account(conn: asyncpg.Connection, authorization_id: str) -> str | None:
+    """The account of a hold known only by its id (an admin's request): read from every shard."""
+    return await conn.fetchval("SELECT account_id FROM authorizations WHERE id = $1", authorization_id)
+
+
+async def release_authorization(
+    conn: asyncpg.Connection, account_id: str, authorization_id: str, now: datetime
+) -> asyncpg.Record:
     return await conn.fetchrow(
-        "UPDATE authorizations SET released_at = coalesce(released_at, $2) WHERE id = $1 RETURNING *",
+        "UPDATE authorizations SET released_at = coalesce(released_at, $3) WHERE account_id = $1 AND id = $2 "
+        "RETURNING *",
+        account_id,
         authorization_id,
         now,
     )
@@ -241,11 +287,13 @@ async def release_authorization(conn: asyncpg.Connection, authorization_id: str,
 async def settle_authorizations(
     conn: asyncpg.Connection, settled: list[tuple[str, int, Decimal]], now: datetime
 ) -> None:
-    """(authorization id, usage event id, amount charged) for each hold a usage event settles."""
-    ids, events, amounts = zip(*settled, strict=True)
+    """(account id, authorization id, usage event id, amount charged) for each hold a usage event settles."""
+    accounts_, ids, events, amounts = zip(*settled, strict=True)
     await conn.execute(
-        "UPDATE authorizations SET settled_at = $4, usage_event_id = s.event, settled_amount = s.amount "
-        "FROM unnest($1::text[], $2::bigint[], $3::numeric[]) AS s(id, event, amount) WHERE authorizations.id = s.id",
+        "UPDATE authorizations SET settled_at = $5, usage_event_id = s.event, settled_amount = s.amount "
+        "FROM unnest($1::text[], $2::text[], $3::bigint[], $4::numeric[]) AS s(account_id, id, event, amount) "
+        "WHERE (authorizations.account_id, authorizations.id) = (s.account_id, s.id)",
+        accounts_,
         ids,
         events,
         amounts,
@@ -253,12 +301,19 @@ async def settle_authorizations(
     )
 
 
-async def get_authorization(conn: AsyncConnection, authorization_id: str) -> Row | None:
+async def get_authorization(conn: AsyncConnection, account_id: str | None, authorization_id: str) -> Row | None:
+    """A hold by id, within `account_id` (None, for an admin: read from every shard)."""
     query = (
         select(authorizations, usage_events.c.event_id)
-        .outerjoin(usage_events, usage_events.c.id == authorizations.c.usage_event_id)
+        .outerjoin(
+            usage_events,
+            (usage_events.c.account_id == authorizations.c.account_id)
+            & (usage_events.c.id == authorizations.c.usage_event_id),
+        )
         .where(authorizations.c.id == authorization_id)
     )
+    if account_id is not None:
+        query = query.where(authorizations.c.account_id == account_id)
     return (await conn.execute(query)).first()
 
 
@@ -268,7 +323,7 @@ async def usage_event_for_reversal(conn: asyncpg.Connection, account_id: str, ev
         SELECT u.id, u.cost, r.amount AS reversal_amount, r.description AS reversal_reason,
                r.balance_after AS reversal_balance_after, r.created_at AS reversed_at
         FROM usage_events u
-        LEFT JOIN ledger_entries r ON r.usage_event_id = u.id AND r.kind = 'reversal'
+        LEFT JOIN ledger_entries r ON r.account_id = u.account_id AND r.usage_event_id = u.id AND r.kind = 'reversal'
         WHERE u.account_id = $1 AND u.event_id = $2
         """,
         account_id,
@@ -276,10 +331,20 @@ async def usage_event_for_reversal(conn: asyncpg.Connection, account_id: str, ev
     )
 
 
-async def add_reversal_to_rollup(conn: asyncpg.Connection, usage_event_id: int) -> None:
+async def add_reversal_to_rollup(conn: asyncpg.Connection, account_id: str, usage_event_id: int) -> None:
+    """Count a reversal on the day and the month its event occurred, in one statement."""
     await conn.execute(
-        "UPDATE usage_rollups r SET reversed = r.reversed + e.cost FROM usage_events e "
-        "WHERE e.id = $1 AND r.day = (e.occurred_at AT TIME ZONE 'UTC')::date "
-        "AND r.account_id = e.account_id AND r.model_id = e.model_id",
+        """
+        WITH e AS (
+            SELECT cost, (occurred_at AT TIME ZONE 'UTC')::date AS day, model_id FROM usage_events
+            WHERE account_id = $1 AND id = $2
+        ), days AS (
+            UPDATE usage_rollups r SET reversed = r.reversed + e.cost FROM e
+            WHERE r.account_id = $1 AND r.day = e.day AND r.model_id = e.model_id
+        )
+        UPDATE usage_rollups_monthly m SET reversed = m.reversed + e.cost FROM e
+        WHERE m.account_id = $1 AND m.month = date_trunc('month', e.day)::date AND m.model_id = e.model_id
+        """,
+        account_id,
         usage_event_id,
     )

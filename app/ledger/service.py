@@ -124,7 +124,7 @@ async def expire_grants(conn: asyncpg.Connection, books: Books, account_ids: lis
             grant_id=grant["id"],
             description=f"unused credits of grant {grant['id']} expired at {grant['expires_at'].isoformat()}",
         )
-    await repository.close_grants(conn, [grant["id"] for grant in grants], now)
+    await repository.close_grants(conn, [(grant["account_id"], grant["id"]) for grant in grants], now)
     await books.close(conn, now)
     await repository.refresh_next_expiry(conn, account_ids)
     return len(grants)
@@ -200,7 +200,7 @@ async def create_grant(
     }
     scope = f"grant:{account_id}"
     if idempotency_key is not None:
-        replay = await idempotency.claim(conn, scope, idempotency_key, request)
+        replay = await idempotency.claim(conn, account_id, scope, idempotency_key, request)
         if replay is not None:
             return replay.status, replay.body
     # Checked after the replay: a retry of a made grant answers as the first time, even once its
@@ -224,7 +224,7 @@ async def create_grant(
     await books.close(conn, now)
     body = msgspec.to_builtins(GrantCreated(**msgspec.structs.asdict(grant_view(row)), balance_after=money(after)))
     if idempotency_key is not None:
-        await idempotency.remember(conn, scope, idempotency_key, 201, body)
+        await idempotency.remember(conn, account_id, scope, idempotency_key, 201, body)
     return 201, body
 
 
@@ -350,14 +350,17 @@ async def authorize(
 
 
 async def release(conn: asyncpg.Connection, principal: Principal, authorization_id: str, now: datetime):
-    rows = await repository.lock_authorizations(conn, [authorization_id])
-    if not rows or principal.account_id not in (None, rows[0]["account_id"]):
+    account_id = principal.account_id or await repository.authorization_account(conn, authorization_id)
+    rows = await repository.lock_authorizations(conn, [(account_id, authorization_id)]) if account_id else []
+    if not rows:
         raise NotFound(f"Authorization '{authorization_id}' not found", code="authorization_not_found")
     if rows[0]["settled_at"] is not None:
         raise Conflict(f"Authorization '{authorization_id}' was already settled", code="authorization_settled")
     # Releasing twice, or after expiry, changes nothing and answers the same.
     row = (
-        rows[0] if rows[0]["expires_at"] <= now else await repository.release_authorization(conn, authorization_id, now)
+        rows[0]
+        if rows[0]["expires_at"] <= now
+        else await repository.release_authorization(conn, account_id, authorization_id, now)
     )
     return authorization_view(row, now)
 
@@ -370,7 +373,9 @@ async def adjust(
         raise InvalidRequest("`amount` must not be zero", param="amount")
     scope = f"adjustment:{account_id}"
     request = {"amount": money(amount), "reason": data.reason}
-    if idempotency_key is not None and (replay := await idempotency.claim(conn, scope, idempotency_key, request)):
+    if idempotency_key is not None and (
+        replay := await idempotency.claim(conn, account_id, scope, idempotency_key, request)
+    ):
         return replay.status, replay.body
     books = await open_books(conn, [account_id], now)
     if account_id not in books.balance:
@@ -392,7 +397,7 @@ async def adjust(
     await books.close(conn, now)
     body = msgspec.to_builtins(Adjustment(account_id, money(amount), data.reason, money(after), now))
     if idempotency_key is not None:
-        await idempotency.remember(conn, scope, idempotency_key, 201, body)
+        await idempotency.remember(conn, account_id, scope, idempotency_key, 201, body)
     return 201, body
 
 
@@ -432,7 +437,7 @@ async def reverse(conn: asyncpg.Connection, account_id: str, data: ReversalCreat
         usage_event_id=event["id"],
     )
     await books.close(conn, now)
-    await repository.add_reversal_to_rollup(conn, event["id"])
+    await repository.add_reversal_to_rollup(conn, account_id, event["id"])
     return 201, msgspec.to_builtins(
         Reversal(account_id, data.event_id, money(event["cost"]), data.reason, money(after), now)
     )

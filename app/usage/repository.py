@@ -46,7 +46,8 @@ ROLLUP_COLUMNS = (
 )  # fmt: skip
 # Columns of EVENT_COLUMNS sent as one text each (`db.numerics`).
 NUMERIC_COLUMNS = frozenset({"margin", "credits_per_usd", "cost", "upstream_cost_usd", "credits_usd"})
-# One statement records the events and adds them to their daily rollups. Parameters $1..$24 are the
+# One statement records the events and adds them to their daily and monthly rollups (no trigger: a
+# distributed table has none, docs/scale-out.md). Parameters $1..$24 are the
 # columns of EVENT_COLUMNS in order, one array each (a joined text for NUMERIC_COLUMNS); $25 the
 # overdrawn flags; $26 the time recorded.
 INSERT = f"""
@@ -70,6 +71,12 @@ INSERT = f"""
         FROM e GROUP BY 1, 2, 3
         ON CONFLICT (day, account_id, model_id) DO UPDATE SET
             {", ".join(f"{c} = r.{c} + excluded.{c}" for c in ROLLUP_COLUMNS)}
+    ), months AS (
+        INSERT INTO usage_rollups_monthly AS m
+        SELECT date_trunc('month', e.occurred_at AT TIME ZONE 'UTC')::date, e.account_id, e.model_id, {ROLLUP_SUMS}, 0
+        FROM e GROUP BY 1, 2, 3
+        ON CONFLICT (month, account_id, model_id) DO UPDATE SET
+            {", ".join(f"{c} = m.{c} + excluded.{c}" for c in ROLLUP_COLUMNS)}
     )
     SELECT id, account_id, event_id FROM e
 """  # noqa: S608 (built from constants only)
@@ -85,7 +92,7 @@ EXISTING = """
            u.reported_model, u.provider, u.usage, u.usage_format, NULL AS unrated_reason, u.unrated_since,
            l.balance_after, u.service_tier, u.region
     FROM k JOIN usage_events u USING (account_id, event_id)
-    JOIN ledger_entries l ON l.usage_event_id = u.id AND l.kind = 'usage'
+    JOIN ledger_entries l ON l.account_id = u.account_id AND l.usage_event_id = u.id AND l.kind = 'usage'
     UNION ALL
     SELECT 'unrated', r.id, r.account_id, r.event_id, r.model_id, NULL, NULL, r.input_tokens, r.output_tokens,
            r.cached_input_tokens, r.cache_write_tokens, r.reasoning_tokens, r.cache_write_1h_tokens, NULL, NULL,
@@ -154,7 +161,9 @@ def _stored_select(status: str):
             u.service_tier, u.region,
         ).join(
             ledger_entries,
-            (ledger_entries.c.usage_event_id == u.id) & (ledger_entries.c.kind == "usage"),
+            (ledger_entries.c.account_id == u.account_id)
+            & (ledger_entries.c.usage_event_id == u.id)
+            & (ledger_entries.c.kind == "usage"),
         ), usage_events  # fmt: skip
     r = unrated_usage.c
     return select(

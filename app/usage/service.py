@@ -422,7 +422,10 @@ async def record(conn: asyncpg.Connection, batch: list[Prepared], now: datetime)
         outcomes[index] = Outcome("created", event=event_view(event, now, after, overdrawn[index]))
     await books.close(conn, now)
     if settling:
-        settled = [(hold, ids[(batch[i].account_id, batch[i].event_id)], batch[i].cost) for hold, i in settling.items()]
+        settled = [
+            (batch[i].account_id, hold, ids[(batch[i].account_id, batch[i].event_id)], batch[i].cost)
+            for hold, i in settling.items()
+        ]
         await ledger_repository.settle_authorizations(conn, settled, now)
 
     for index, event in enumerate(batch):
@@ -440,7 +443,7 @@ async def claim_holds(
 ) -> dict[str, int]:
     """The holds the new events settle ({authorization id: event index}); an event naming a hold
     that is not its account's, or one already settled, fails and is dropped from `new`."""
-    wanted = sorted({batch[i].authorization_id for i in new if batch[i].authorization_id})
+    wanted = sorted({(batch[i].account_id, batch[i].authorization_id) for i in new if batch[i].authorization_id})
     if not wanted:
         return {}
     holds = {row["id"]: row for row in await ledger_repository.lock_authorizations(conn, wanted)}

@@ -67,3 +67,82 @@ async def test_app_will_not_start_on_an_outdated_database(empty_database, settin
     with pytest.RaisesGroup(db.SchemaOutdated, flatten_subgroups=True):
         async with AsyncTestClient(create_app(replace(settings, database_url=url))):
             pass
+
+
+# One row of each per-account table at revision 0010, linked as the service links them.
+ROWS_0010 = [
+    "INSERT INTO providers (id, name) VALUES ('p', 'P')",
+    "INSERT INTO models (id, provider, name, display_name, type) VALUES ('p/m', 'p', 'm', 'M', 'language')",
+    "INSERT INTO prices (id, model_id, effective_from, input, output, source) "
+    "VALUES (7, 'p/m', '2026-01-01', 1, 2, 't')",
+    "INSERT INTO accounts (id, name, balance) VALUES ('acme:eu', 'Acme', 4.5)",
+    "INSERT INTO api_keys (id, name, secret_hash, scopes, account_id) "
+    "VALUES ('k1', 'k', decode(repeat('ab', 32), 'hex'), ARRAY['usage:write'], 'acme:eu')",
+    "INSERT INTO grants (id, account_id, amount, remaining, created_at) VALUES (3, 'acme:eu', 5, 4.5, now())",
+    "INSERT INTO usage_events (id, account_id, event_id, model_id, price_id, margin, credits_per_usd, input_tokens, "
+    "output_tokens, cached_input_tokens, cache_write_tokens, reasoning_tokens, cost, upstream_cost_usd, credits_usd, "
+    "occurred_at, recorded_at, overdrawn) VALUES (11, 'acme:eu', 'e1', 'p/m', 7, 1.2, 1, 10, 5, 0, 0, 0, 0.5, 0.4, "
+    "0.5, '2026-03-04T10:00:00Z', now(), false)",
+    "INSERT INTO ledger_entries (id, account_id, kind, amount, balance_after, counterparty, grant_id, created_at) "
+    "VALUES (1, 'acme:eu', 'grant', 5, 5, 'system:grants', 3, now())",
+    "INSERT INTO ledger_entries (id, account_id, kind, amount, balance_after, counterparty, usage_event_id, "
+    "created_at) VALUES (2, 'acme:eu', 'usage', -0.5, 4.5, 'system:revenue', 11, now())",
+    "INSERT INTO authorizations (id, account_id, model_id, amount, input_tokens, max_output_tokens, price_id, margin, "
+    "created_at, expires_at, settled_at, usage_event_id, settled_amount) "
+    "VALUES ('auth_1', 'acme:eu', 'p/m', 1, 10, 10, 7, 1.2, now(), now(), now(), 11, 0.5)",
+    "INSERT INTO idempotency_keys (scope, key, request, status, response) "
+    "VALUES ('grant:acme:eu', 'once', '{}', 201, '{\"id\": 3}')",
+    # The trigger of 0007 adds the month.
+    "INSERT INTO usage_rollups VALUES ('2026-03-04', 'acme:eu', 'p/m', 1, 10, 5, 0, 0, 0, 0.5, 0.4, 0.5, 0)",
+]
+SNAPSHOT = {
+    # idempotency_keys gains its account_id column in 0011: the rest of each row must not change.
+    table: f"SELECT to_jsonb(t) - 'account_id' AS row FROM {table} t ORDER BY to_jsonb(t)::text"  # noqa: S608 (constants)
+    if table == "idempotency_keys"
+    else f"SELECT to_jsonb(t) AS row FROM {table} t ORDER BY to_jsonb(t)::text"  # noqa: S608 (constants)
+    for table in ("accounts", "api_keys", "grants", "usage_events", "ledger_entries", "authorizations",
+                  "idempotency_keys", "usage_rollups", "usage_rollups_monthly")
+}  # fmt: skip
+
+
+async def snapshot(engine) -> dict[str, list]:
+    async with engine.connect() as conn:
+        return {table: list((await conn.execute(text(query))).scalars()) for table, query in SNAPSHOT.items()}
+
+
+async def test_rows_survive_distributable_keys_up_and_down(empty_database):
+    """0011 re-keys the per-account tables by account: every row survives it and its downgrade."""
+    url = await empty_database()
+    engine = db.create_engine(url, pool_size=1)
+    try:
+        await migrate(url, "0010")
+        async with engine.begin() as conn:
+            for statement in ROWS_0010:
+                await conn.execute(text(statement))
+        before = await snapshot(engine)
+        assert len(before["usage_rollups_monthly"]) == 1
+        await migrate(url, "0011")
+        assert await snapshot(engine) == before
+        async with engine.connect() as conn:
+            owner = await conn.execute(text("SELECT account_id FROM idempotency_keys WHERE key = 'once'"))
+            assert owner.scalar_one() == "acme:eu"  # from the scope, account ids with ':' included
+            # The composite foreign keys hold the rows together: an entry cannot name another
+            # account's event.
+            await conn.execute(text("INSERT INTO accounts (id, name) VALUES ('other', 'O')"))
+            with pytest.raises(Exception, match="fk_ledger_entries_account_id_usage_events"):
+                await conn.execute(
+                    text(
+                        "INSERT INTO ledger_entries (account_id, kind, amount, balance_after, counterparty, "
+                        "usage_event_id, created_at) VALUES ('other', 'reversal', 0.5, 0.5, 'system:revenue', 11, "
+                        "now())"
+                    )
+                )
+        await migrate(url, "0010", downgrade=True)
+        assert await snapshot(engine) == before
+        async with engine.begin() as conn:  # the trigger is back
+            await conn.execute(text("UPDATE usage_rollups SET events = events + 1"))
+            assert (await conn.execute(text("SELECT events FROM usage_rollups_monthly"))).scalar_one() == 2
+        await migrate(url)
+        await db.check_schema(engine)
+    finally:
+        await engine.dispose()

@@ -53,17 +53,24 @@ ACCOUNT_ROWS = (
 
 async def lock_accounts(conn: asyncpg.Connection, account_ids: list[str]) -> list[asyncpg.Record]:
     ids = sorted(set(account_ids))
-    await lock_each(conn, "SELECT FROM accounts WHERE id = $1 FOR UPDATE", [(account_id,) for account_id in ids])
-    return await conn.fetch(ACCOUNT_ROWS, ids)
+    return await lock_each(
+        conn, "SELECT FROM accounts WHERE id = $1 FOR UPDATE", [(account_id,) for account_id in ids], ACCOUNT_ROWS, ids
+    )
 
 
-async def lock_each(conn: asyncpg.Connection, query: str, per_account: list[tuple]) -> None:
-    """Run a locking `query` once per account, in the order given (account order): one statement
-    per account, as a distributed database needs (each runs on its account's shard, and a
-    statement over several shards would lock them in no set order). The statements go in one
-    pipeline: one round trip, whatever the number of accounts."""
+async def lock_each(
+    conn: asyncpg.Connection, lock: str, per_account: list[tuple], read: str, *args: object
+) -> list[asyncpg.Record]:
+    """The rows of `read`, locked by running `lock` once per account of `per_account`, in its order
+    (account order). One statement per account, as a distributed database needs: each runs on its
+    account's node, where a statement over several would lock them in no set order. The statements
+    go in one pipeline, so several accounts cost one round trip more than one account, whatever
+    their number; one account is read and locked by `read` alone."""
+    if len(per_account) == 1:
+        return await conn.fetch(f"{read} FOR UPDATE", *args)
     if per_account:
-        await conn.executemany(query, per_account)
+        await conn.executemany(lock, per_account)
+    return await conn.fetch(read, *args)
 
 
 async def post_entries(
@@ -254,14 +261,12 @@ async def lock_authorizations(conn: asyncpg.Connection, holds: list[tuple[str, s
     by_account: dict[str, list[str]] = {}
     for account_id, hold_id in sorted(set(holds)):
         by_account.setdefault(account_id, []).append(hold_id)
-    await lock_each(
+    return await lock_each(
         conn,
         "SELECT FROM authorizations WHERE account_id = $1 AND id = ANY($2::text[]) ORDER BY id FOR UPDATE",
         list(by_account.items()),
-    )
-    return await conn.fetch(
-        "SELECT a.* FROM authorizations a JOIN unnest($1::text[], $2::text[]) AS k(account_id, id) "
-        "ON (a.account_id, a.id) = (k.account_id, k.id) ORDER BY a.account_id, a.id",
+        "SELECT * FROM authorizations WHERE (account_id, id) IN (SELECT * FROM unnest($1::text[], $2::text[])) "
+        "ORDER BY account_id, id",
         [account_id for account_id, _ in holds],
         [hold_id for _, hold_id in holds],
     )

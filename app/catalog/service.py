@@ -543,8 +543,8 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-# Admin writes. Each runs in the caller's transaction; the trigger on the catalog tables bumps the
-# version and notifies every worker.
+# Admin writes. Each runs in the caller's transaction; the repository's write bumps the version and
+# notifies every worker.
 
 SKEW = timedelta(minutes=1)
 

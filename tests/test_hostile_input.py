@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import text
 
 from app.bodies import MAX_JSON_DEPTH
+from app.catalog import repository as catalog_repository
 from app.catalog.service import MAX_MARGIN, MIN_MARGIN
 from app.pricing import MAX_TOKENS
 from tests.helpers import assert_error, assert_reconciled
@@ -81,7 +82,9 @@ async def test_a_day_past_two_to_the_63_tokens_still_records_and_reports(client,
     response = await client.post("/usage", json={"event_id": "first", "account_id": "acme", **EVENT}, headers=admin)
     assert response.status_code == 201, response.text
     async with conn_engine.begin() as conn:  # as if 9.2 million events of 10^12 tokens had been recorded
-        await conn.execute(text("UPDATE usage_rollups SET input_tokens = :n, output_tokens = :n"), {"n": BIGINT_MAX})
+        for table in ("usage_rollups", "usage_rollups_monthly"):  # the one day is the whole month
+            query = f"UPDATE {table} SET input_tokens = :n, output_tokens = :n"  # noqa: S608 (constants)
+            await conn.execute(text(query), {"n": BIGINT_MAX})
     events = [{"event_id": f"b{i}", "account_id": "acme", **EVENT, "input_tokens": MAX_TOKENS} for i in range(3)]
     response = await client.post("/usage/batch", json={"events": events}, headers=admin)
     assert response.status_code == 200 and response.json()["created"] == 3, response.text
@@ -261,6 +264,7 @@ async def test_reports_total_whatever_the_service_stored(client, admin, clock, c
             text("INSERT INTO margins (scope, target, margin, effective_from) VALUES ('model', :m, 1e-30, now())"),
             {"m": model},
         )
+        await conn.execute(text(catalog_repository.CHANGED))  # what every catalog writer runs
     for _ in range(100):  # the app learns of catalog changes by LISTEN/NOTIFY
         listed = await client.get(f"/models/{model}", headers=admin)
         if Decimal(listed.json().get("margin") or 1) == Decimal("1E-30"):
@@ -281,10 +285,9 @@ async def test_reports_total_whatever_the_service_stored(client, admin, clock, c
         assert report.status_code == 200, report.text
     # Sums at the ends of what NUMERIC holds: 10^29 USD upstream against a nano-dollar of credits.
     async with conn_engine.begin() as conn:
-        await conn.execute(
-            text("UPDATE usage_rollups SET upstream_cost_usd = :u, credits_usd = 0.000000001, cost = 0.0000001"),
-            {"u": Decimal("99999999999999999999999999999.999999999")},
-        )
+        for table in ("usage_rollups", "usage_rollups_monthly"):  # each day is its model's whole month
+            query = f"UPDATE {table} SET upstream_cost_usd = :u, credits_usd = 0.000000001, cost = 0.0000001"  # noqa: S608
+            await conn.execute(text(query), {"u": Decimal("99999999999999999999999999999.999999999")})
     for params in ({}, {"group_by": "model"}, {"group_by": "model", "limit": 1}):
         report = await client.get("/reports/usage", params=params, headers=admin)
         assert report.status_code == 200, report.text

@@ -179,9 +179,10 @@ TAMPERING = {
          "AND grant_id = (SELECT id FROM grants WHERE account_id = 'beta' AND expires_at IS NULL)"],
         "each entry's legs sum to zero",
     ),
-    # A daily rollup changed: its month follows it (the trigger), its events do not.
+    # A daily rollup changed with its month, as the writers change them: its events do not follow.
     "daily rollup changed": (
-        ["UPDATE usage_rollups SET input_tokens = input_tokens + 1 WHERE account_id = 'acme'"],
+        ["UPDATE usage_rollups SET input_tokens = input_tokens + 1 WHERE account_id = 'acme'",
+         "UPDATE usage_rollups_monthly SET input_tokens = input_tokens + 1 WHERE account_id = 'acme'"],
         "daily usage rollups equal the sums of their events",
     ),
     "monthly rollup changed": (

@@ -4,7 +4,6 @@ import asyncio
 import contextlib
 import json
 import random
-import uuid
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -64,10 +63,12 @@ def create_engine(
     if pooled:
         # Behind transaction pooling, consecutive transactions of one connection run on different server
         # sessions, and a server session carries the prepared statements of every client it served: no
-        # statement cache, and names no other client can have taken.
+        # statement cache, and only asyncpg's unnamed statement, parsed again right before each execution.
+        # (Unique names, as SQLAlchemy's documentation suggests, leave statements behind: asyncpg closes one
+        # when it prepares the next, often in a later transaction, on another server session.)
         connect_args |= {
             "prepared_statement_cache_size": 0,
-            "prepared_statement_name_func": unique_statement_name,
+            "prepared_statement_name_func": unnamed_statement,
             "statement_cache_size": 0,
         }
     return create_async_engine(
@@ -79,8 +80,8 @@ def create_engine(
     )
 
 
-def unique_statement_name() -> str:
-    return f"__asyncpg_{uuid.uuid4().hex}__"
+def unnamed_statement() -> str:
+    return ""
 
 
 async def create_pool(

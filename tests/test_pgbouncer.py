@@ -52,21 +52,38 @@ async def pooled_role(database: str) -> AsyncIterator[str]:
 
 
 @pytest.fixture
-async def pooled_client(settings, database, pooled_role, conn_engine, clock) -> AsyncIterator[AsyncTestClient]:
+async def bouncer(database, pooled_role) -> AsyncIterator[str]:
+    """PgBouncer's URL for the pooled role."""
     bouncer = PgBouncer(database, server_connections=SERVER_CONNECTIONS, server_user=pooled_role)
     url = await asyncio.to_thread(bouncer.start)
     try:
-        pooled = replace(
-            settings,
-            database_url=make_url(url).set(username=pooled_role).render_as_string(hide_password=False),
-            direct_database_url=database,
-            database_pooler="pgbouncer",
-            db_pool_size=16,
-        )
-        async with AsyncTestClient(create_app(pooled, clock)) as client:
-            yield client
+        yield make_url(url).set(username=pooled_role).render_as_string(hide_password=False)
     finally:
         await asyncio.to_thread(bouncer.stop)
+
+
+@pytest.fixture
+async def pooled_client(settings, database, bouncer, conn_engine, clock) -> AsyncIterator[AsyncTestClient]:
+    pooled = replace(
+        settings, database_url=bouncer, direct_database_url=database, database_pooler="pgbouncer", db_pool_size=16
+    )
+    async with AsyncTestClient(create_app(pooled, clock)) as client:
+        yield client
+
+
+async def statements_left(bouncer: str) -> int:
+    """Prepared statements on PgBouncer's server sessions: as many transactions at once as it has sessions,
+    so each holds one of them."""
+    conns = [await asyncpg.connect(plain_dsn(bouncer), statement_cache_size=0) for _ in range(SERVER_CONNECTIONS)]
+    try:
+        for conn in conns:
+            await conn.execute("BEGIN")
+        sessions = {await conn.fetchval("SELECT pg_backend_pid()") for conn in conns}
+        assert len(sessions) == SERVER_CONNECTIONS
+        return sum([await conn.fetchval("SELECT count(*) FROM pg_prepared_statements") for conn in conns])
+    finally:
+        for conn in conns:
+            await conn.close()
 
 
 def event(event_id: str, account: str, tokens: int, **extra) -> dict:
@@ -100,7 +117,7 @@ async def one_client(http: httpx.AsyncClient, gateway: dict, n: int) -> list[tup
     return out
 
 
-async def test_through_pgbouncer_nothing_lost_or_doubled(pooled_client, admin, make_key, conn_engine, database):
+async def test_through_pgbouncer_nothing_lost_or_doubled(pooled_client, bouncer, admin, make_key, conn_engine):
     client = pooled_client
     for account in ACCOUNTS:
         assert (await client.post("/accounts", json={"id": account, "name": account}, headers=admin)).status_code == 201
@@ -151,6 +168,8 @@ async def test_through_pgbouncer_nothing_lost_or_doubled(pooled_client, admin, m
         ).one()
     assert tuple(stored) == (len(created), len(created))
     await assert_reconciled(conn_engine)
+    # No statement outlives its transaction: a server session serves every client and never forgets one.
+    assert await statements_left(bouncer) == 0
 
 
 async def test_revoked_key_is_refused_at_once_through_pgbouncer(pooled_client, make_key, database):

@@ -618,67 +618,68 @@ class Bench:
     # -- 6: through PgBouncer ----------------------------------------------------------------------
 
     async def pgbouncer(self) -> None:
-        """Ingestion by POOLED_WORKERS workers through a transaction-pooling PgBouncer, next to the same workers
-        on direct connections: the ratio (through/direct) is what the pooler costs."""
+        """Ingestion by POOLED_WORKERS workers through a transaction-pooling PgBouncer, next to as many workers
+        on direct connections: the ratio (through/direct) is what the pooler costs. Both servers run at once
+        and their runs alternate, so a change in the machine's other load falls on both."""
         if pgbouncer_binary() is None:
             log("pgbouncer section skipped: pgbouncer is not installed (apt-get install pgbouncer)")
             return
         bouncer = PgBouncer(self.url, server_connections=POOLED_SERVER_CONNECTIONS)
-        pooled = {
-            "DATABASE_URL": bouncer.start(),
-            "BILLING_DATABASE_POOLER": "pgbouncer",
-            "BILLING_DIRECT_DATABASE_URL": self.url,
-        }
+        servers: dict[str, Server] = {}
         try:
+            pooled = {
+                "DATABASE_URL": bouncer.start(),
+                "BILLING_DATABASE_POOLER": "pgbouncer",
+                "BILLING_DIRECT_DATABASE_URL": self.url,
+            }
+            for which, env in (("direct", {}), ("pgbouncer", pooled)):
+                servers[which] = Server(self.url, POOLED_WORKERS, env, log_name=f"server-{which}")
+            for server in servers.values():
+                server.wait_ready()
             for mode, clients in (("single", POOLED_SINGLE_CLIENTS), ("batch", BATCH_CLIENTS)):
-                runs = {}
-                for which, env in (("direct", {}), ("pgbouncer", pooled)):
-                    server = Server(self.url, POOLED_WORKERS, env, log_name=f"server-{which}")
-                    try:
-                        server.wait_ready()
-                        runs[which] = await self.ingest(server, mode, clients, f"{self.run_id}-{which}-{mode}")
-                    finally:
-                        server.stop()
-                    rate = median([r["rate"] for r in runs[which]])
-                    log(f"  {mode}, {POOLED_WORKERS} workers, {which}: {rate:,.0f} events/s")
-                through, direct = runs["pgbouncer"], runs["direct"]
-                name = "POST /usage" if mode == "single" else f"POST /usage/batch ({BATCH_SIZE})"
-                self.add(
-                    scenario=f"{name} via PgBouncer ({POOLED_SERVER_CONNECTIONS} server connections), "
-                    f"{POOLED_WORKERS} workers",
-                    section="pgbouncer",
-                    concurrency=clients,
-                    unit="events/s",
-                    value=median([r["rate"] for r in through]),
-                    p50_ms=median([r["p50_us"] / 1000 for r in through]),
-                    p99_ms=median([r["p99_us"] / 1000 for r in through]),
-                    baseline=median([r["rate"] for r in direct]),
-                    baseline_label="direct connections",
-                    baseline_p50_ms=median([r["p50_us"] / 1000 for r in direct]),
-                    baseline_p99_ms=median([r["p99_us"] / 1000 for r in direct]),
-                    others_pct=median([r["others_pct"] for r in through + direct]),
-                    errors=sum(r["errors"] for r in through + direct),
-                    runs=runs,
-                )
+                await self.pooled_row(mode, clients, servers)
         finally:
+            for server in servers.values():
+                server.stop()
             bouncer.stop()
 
-    async def ingest(self, server: Server, mode: str, clients: int, label: str) -> list[dict]:
-        """BENCH_REPS runs of usage events against `server`, after a warm-up."""
+    async def pooled_row(self, mode: str, clients: int, servers: dict[str, Server]) -> None:
         batch = BATCH_SIZE if mode == "batch" else 0
         seconds = self.seconds * (3 if mode == "batch" else 1)
-        wrk(server.base, "/", clients, 1, "usage.lua", self.usage_args(f"warm-{label}", "spread", batch))
-        runs = []
+        runs: dict[str, list[dict]] = {which: [] for which in servers}
+        for which, server in servers.items():  # warm-up: connections, the coalescer's first batches
+            wrk(server.base, "/", clients, 1, "usage.lua", self.usage_args(f"warm-{which}-{mode}", "spread", batch))
         for rep in range(self.reps):
-            await vacuum(self.url)
-            meter = CpuMeter(server, [], await backend_pids(self.url))
-            result = wrk(
-                server.base, "/", clients, seconds, "usage.lua", self.usage_args(f"{label}-{rep}", "spread", batch)
+            for which in list(servers) if rep % 2 == 0 else reversed(list(servers)):
+                server, prefix = servers[which], f"{self.run_id}-{which}-{mode}-{rep}"
+                await vacuum(self.url)
+                meter = CpuMeter(server, [], await backend_pids(self.url))
+                result = wrk(server.base, "/", clients, seconds, "usage.lua", self.usage_args(prefix, "spread", batch))
+                result.update(meter.stop())
+                result["rate"] = result["requests"] * (batch or 1) / (result["duration_us"] / 1e6)
+                runs[which].append(result)
+            log(
+                f"  {mode} c{clients} rep {rep + 1}: direct {runs['direct'][-1]['rate']:,.0f} events/s, "
+                f"via PgBouncer {runs['pgbouncer'][-1]['rate']:,.0f} events/s"
             )
-            result.update(meter.stop())
-            result["rate"] = result["requests"] * (batch or 1) / (result["duration_us"] / 1e6)
-            runs.append(result)
-        return runs
+        through, direct = runs["pgbouncer"], runs["direct"]
+        name = "POST /usage" if mode == "single" else f"POST /usage/batch ({BATCH_SIZE})"
+        self.add(
+            scenario=f"{name} via PgBouncer ({POOLED_SERVER_CONNECTIONS} server connections), {POOLED_WORKERS} workers",
+            section="pgbouncer",
+            concurrency=clients,
+            unit="events/s",
+            value=median([r["rate"] for r in through]),
+            p50_ms=median([r["p50_us"] / 1000 for r in through]),
+            p99_ms=median([r["p99_us"] / 1000 for r in through]),
+            baseline=median([r["rate"] for r in direct]),
+            baseline_label="direct connections",
+            baseline_p50_ms=median([r["p50_us"] / 1000 for r in direct]),
+            baseline_p99_ms=median([r["p99_us"] / 1000 for r in direct]),
+            others_pct=median([r["others_pct"] for r in through + direct]),
+            errors=sum(r["errors"] for r in through + direct),
+            runs=runs,
+        )
 
     # -- 7: memory -----------------------------------------------------------------------------
 

@@ -101,7 +101,7 @@ async def create_pool(
         init=init,
         reset=keep_session,
         server_settings=server_settings(statement_timeout_ms, pooled),
-        statement_cache_size=0 if pooled else 100,
+        **({"statement_cache_size": 0} if pooled else {}),
     )
 
 

@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pytest
 
+from app import db
 from app.config import Settings, SettingsError
 
 
@@ -54,6 +55,9 @@ def test_database_urls():
     assert settings.direct_url == "postgresql+asyncpg://u@db:5432/billing"
     assert settings.read_database_url == "postgresql+asyncpg://u@replica:5432/billing"
     assert not settings.pooled
+    # Migrations and the `billing` commands hold sessions: they go to the server itself.
+    with db.database_url(settings) as url:
+        assert url == settings.direct_url
 
 
 @pytest.mark.parametrize(

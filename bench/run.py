@@ -634,8 +634,8 @@ class Bench:
             }
             for which, env in (("direct", {}), ("pgbouncer", pooled)):
                 servers[which] = Server(self.url, POOLED_WORKERS, env, log_name=f"server-{which}")
-            for server in servers.values():
-                server.wait_ready()
+                # One at a time, with time to spare: eight workers starting at once on a busy machine are slow.
+                servers[which].wait_ready(timeout=300)
             for mode, clients in (("single", POOLED_SINGLE_CLIENTS), ("batch", BATCH_CLIENTS)):
                 await self.pooled_row(mode, clients, servers)
         finally:

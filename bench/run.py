@@ -55,10 +55,12 @@ SEED_BATCHES = 30
 HTTP_CLIENTS = 32
 REPORT_GROUPS = ("model", "account,day", "provider,month", "model,day", "day", "model,day&limit=1000")
 REPORT_CLIENTS = 1
-# The pgbouncer section: workers of `billing serve` on a PgBouncer with this many server connections, against
-# the same workers on direct connections (BILLING_DB_POOL_SIZE each).
+# The pgbouncer section: workers of `billing serve` with POOLED_POOL_SIZE connections each (BILLING_DB_POOL_SIZE)
+# on a PgBouncer with POOLED_SERVER_CONNECTIONS server connections, against as many workers on direct
+# connections. Small, so that both fit beside the main server under max_connections.
 POOLED_WORKERS = 4
-POOLED_SERVER_CONNECTIONS = 16
+POOLED_POOL_SIZE = 4
+POOLED_SERVER_CONNECTIONS = 8
 POOLED_SINGLE_CLIENTS = 32
 # Runs of the read-only endpoints (catalog, estimates, reports) last this long at most.
 SHORT = min(3.0, float(os.environ.get("BENCH_SECONDS") or 3))
@@ -633,6 +635,7 @@ class Bench:
                 "BILLING_DIRECT_DATABASE_URL": self.url,
             }
             for which, env in (("direct", {}), ("pgbouncer", pooled)):
+                env |= {"BILLING_DB_POOL_SIZE": str(POOLED_POOL_SIZE)}
                 servers[which] = Server(self.url, POOLED_WORKERS, env, log_name=f"server-{which}")
                 # One at a time, with time to spare: eight workers starting at once on a busy machine are slow.
                 servers[which].wait_ready(timeout=300)

@@ -155,6 +155,11 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         state = app.state
         try:
             await wait_for_database(engine)
+            if pooled and await db.statement_timeout(engine) == "0":
+                log.warning(
+                    "no statement_timeout behind PgBouncer: a runaway query holds a server connection; "
+                    "set one on the role (ALTER ROLE ... SET statement_timeout, docs/scale-out.md)"
+                )
             state.engine, state.read_engine, state.direct_engine = engine, read_engine, direct_engine
             state.pool = await db.create_pool(settings.database_url, size, timeout, pooled)
             state.rate_limiter = RateLimiter(settings.rate_limit)

@@ -84,6 +84,13 @@ def unnamed_statement() -> str:
     return ""
 
 
+async def statement_timeout(engine: AsyncEngine) -> str:
+    """The server's statement_timeout for this engine's sessions ("0": none). Behind PgBouncer the service
+    cannot set it when connecting (see `server_settings`), so it is the role's or the database's."""
+    async with engine.connect() as conn:
+        return (await conn.execute(text("SHOW statement_timeout"))).scalar()
+
+
 async def create_pool(
     url: str, size: int, statement_timeout_ms: int | None = None, pooled: bool = False
 ) -> asyncpg.Pool:

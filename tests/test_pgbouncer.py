@@ -3,6 +3,7 @@ than the server lets in, through a few server connections, and nothing lost or d
 the direct URL."""
 
 import asyncio
+import logging
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator
@@ -170,6 +171,37 @@ async def test_through_pgbouncer_nothing_lost_or_doubled(pooled_client, bouncer,
     await assert_reconciled(conn_engine)
     # No statement outlives its transaction: a server session serves every client and never forgets one.
     assert await statements_left(bouncer) == 0
+
+
+async def test_a_missing_statement_timeout_is_reported(settings, database, bouncer, pooled_role, caplog):
+    """Behind PgBouncer the service cannot send statement_timeout when connecting: it says so when the role
+    has none, and not when the role has one."""
+    pooled = replace(settings, database_url=bouncer, direct_database_url=database, database_pooler="pgbouncer")
+    warning = "no statement_timeout behind PgBouncer"
+    for setting, timeout in (("SET statement_timeout = '10s'", "10s"), ("RESET statement_timeout", "0")):
+        await alter_role(database, pooled_role, setting)
+        caplog.clear()
+        app = create_app(pooled)
+        logging.getLogger().addHandler(caplog.handler)  # create_app replaced the root logger's handlers
+        async with AsyncTestClient(app) as client:
+            show = client.app.state.pool.fetchval  # on the app's event loop
+            assert await asyncio.to_thread(client.blocking_portal.call, show, "SHOW statement_timeout") == timeout
+        assert (warning in caplog.text) == (timeout == "0")
+
+
+async def alter_role(database: str, role: str, setting: str) -> None:
+    """ALTER ROLE, then end the role's sessions, which PgBouncer keeps between clients, so its next ones
+    start with the new setting."""
+    conn = await asyncpg.connect(plain_dsn(database))
+    try:
+        await conn.execute(f"ALTER ROLE {role} {setting}")
+        await conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1", role)
+        for _ in range(100):
+            if not await conn.fetchval("SELECT count(*) FROM pg_stat_activity WHERE usename = $1", role):
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await conn.close()
 
 
 async def test_revoked_key_is_refused_at_once_through_pgbouncer(pooled_client, make_key, database):

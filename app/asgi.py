@@ -71,6 +71,10 @@ def provide_engine(state: State) -> AsyncEngine:
     return state.engine
 
 
+def provide_read_engine(state: State) -> AsyncEngine:
+    return state.read_engine
+
+
 @contextlib.asynccontextmanager
 async def background_tasks(jobs: list[Coroutine]) -> AsyncIterator[None]:
     tasks = [asyncio.create_task(job) for job in jobs]
@@ -96,7 +100,8 @@ async def sync_catalog_periodically(state: State, sources: tuple[str, ...], inte
     while True:
         await asyncio.sleep(interval)
         try:
-            async with state.engine.connect() as conn:
+            # A session advisory lock: on the server itself, not through a transaction pooler.
+            async with state.direct_engine.connect() as conn:
                 result = await sync.sync_if_free(conn, state.upstreams, sources, at=now())
             if result is not None:
                 for source in result.results:
@@ -134,19 +139,34 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        engine = db.create_engine(settings.database_url, settings.db_pool_size, settings.statement_timeout_ms)
+        size, timeout, pooled = settings.db_pool_size, settings.statement_timeout_ms, settings.pooled
+        engine = db.create_engine(settings.database_url, size, timeout, pooled)
+        # Connections open on demand: an engine nothing uses costs nothing.
+        read_engine = (
+            db.create_engine(settings.read_database_url, size, timeout, pooled)
+            if settings.read_database_url
+            else engine
+        )
+        direct_engine = (
+            db.create_engine(settings.direct_url, 1, timeout)
+            if settings.direct_url != settings.database_url
+            else engine
+        )
         state = app.state
         try:
             await wait_for_database(engine)
-            state.engine = engine
-            state.pool = await db.create_pool(
-                settings.database_url, settings.db_pool_size, settings.statement_timeout_ms
-            )
+            if pooled and await db.statement_timeout(engine) == "0":
+                log.warning(
+                    "no statement_timeout behind PgBouncer: a runaway query holds a server connection; "
+                    "set one on the role (ALTER ROLE ... SET statement_timeout, docs/scale-out.md)"
+                )
+            state.engine, state.read_engine, state.direct_engine = engine, read_engine, direct_engine
+            state.pool = await db.create_pool(settings.database_url, size, timeout, pooled)
             state.rate_limiter = RateLimiter(settings.rate_limit)
             state.clock = clock
             state.credits_per_usd = settings.credits_per_usd
             state.last_used = LastUsed()
-            state.key_cache = KeyCache(KeyChanges.for_database(settings.database_url))
+            state.key_cache = KeyCache(KeyChanges.for_database(settings.direct_url))
             state.upstreams = Upstreams.from_settings(settings)
             state.sync_sources = settings.sync_sources
             state.listings = Listings()
@@ -156,8 +176,9 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             state.rater = Rater(state.pool, state.catalog, clock)
             state.catalog.listeners.append(state.rater.catalog_changed)
             background = [
-                state.catalog.watch(settings.database_url),
-                state.key_cache.watch(settings.database_url),
+                # LISTEN needs a session of its own on the server: the direct URL.
+                state.catalog.watch(settings.direct_url),
+                state.key_cache.watch(settings.direct_url),
                 state.coalescer.run(),
                 sweep_expired_grants(state, settings.expiry_sweep_seconds),
                 state.rater.run(),
@@ -176,7 +197,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
                 except TimeoutError:
                     log.warning("ledger pool not closed within %d s; terminating it", POOL_CLOSE_SECONDS)
                     state.pool.terminate()
-            await engine.dispose()
+            for each in {engine, read_engine, direct_engine}:
+                await each.dispose()
 
     api = Router(
         path="/",
@@ -199,7 +221,10 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         route_handlers=[health, ready, metrics, api, reference_assets],
         guards=[require_scope],
         lifespan=[lifespan],
-        dependencies={"db": Provide(provide_engine, sync_to_thread=False)},
+        dependencies={
+            "db": Provide(provide_engine, sync_to_thread=False),
+            "read_db": Provide(provide_read_engine, sync_to_thread=False),
+        },
         middleware=[DefineMiddleware(ApiKeyMiddleware, exclude=PUBLIC_PATHS)],
         exception_handlers=EXCEPTION_HANDLERS,
         request_class=JsonRequest,

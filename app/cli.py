@@ -230,8 +230,9 @@ def serve(host: str | None, port: int | None, workers: int | None, migrate: bool
                 f"    {secret}\n\nTry it:\n\n    curl -H 'X-API-Key: {secret}' {base}/accounts\n"
             )
         click.echo(f"Serving on {base} (OpenAPI at {base}/schema); Ctrl-C stops.")
-        # Worker processes build their settings from the environment, so hand them the URL there.
-        os.environ["DATABASE_URL"] = url
+        if not settings.database_url:
+            # Worker processes build their settings from the environment, so hand them the embedded URL there.
+            os.environ["DATABASE_URL"] = url
         if workers > 1:
             # Each worker writes its metrics here, so whichever worker answers /metrics reports them all.
             os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="billing-metrics-"))

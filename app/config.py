@@ -11,6 +11,7 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 SYNC_SOURCES = ("openrouter", "ollama", "litellm", "genai-prices")
+POOLERS = ("none", "pgbouncer")
 
 
 class SettingsError(ValueError):
@@ -21,6 +22,13 @@ class SettingsError(ValueError):
 class Settings:
     # None means: start the embedded PostgreSQL in `data_dir`.
     database_url: str | None
+    # LISTEN/NOTIFY, session advisory locks, migrations and the CLI need a session of their own on the
+    # server itself, which a transaction-pooling DATABASE_URL does not give. None: DATABASE_URL.
+    direct_database_url: str | None
+    # A streaming replica for reports, lists and exports. None: DATABASE_URL.
+    read_database_url: str | None
+    # "pgbouncer": DATABASE_URL (and the read URL) is a transaction-pooling PgBouncer (docs/scale-out.md).
+    database_pooler: str
     data_dir: Path
     host: str
     port: int
@@ -50,6 +58,9 @@ class Settings:
         env = os.environ if env is None else env
         return cls(
             database_url=_read(env, "DATABASE_URL", None, database_url),
+            direct_database_url=_read(env, "BILLING_DIRECT_DATABASE_URL", None, database_url),
+            read_database_url=_read(env, "BILLING_READ_DATABASE_URL", None, database_url),
+            database_pooler=_read(env, "BILLING_DATABASE_POOLER", "none", _pooler),
             data_dir=_read(env, "BILLING_DATA_DIR", PROJECT_DIR / ".data", Path),
             host=_read(env, "BILLING_HOST", "127.0.0.1", str),
             port=_read(env, "BILLING_PORT", 8000, _int_between(1, 65535)),
@@ -73,6 +84,14 @@ class Settings:
             sync_retries=_read(env, "BILLING_SYNC_RETRIES", 2, _int_between(0, 10)),
             sync_max_bytes=_read(env, "BILLING_SYNC_MAX_BYTES", 32 * 1024 * 1024, _int_between(1024, 1 << 31)),
         )
+
+    @property
+    def direct_url(self) -> str | None:
+        return self.direct_database_url or self.database_url
+
+    @property
+    def pooled(self) -> bool:
+        return self.database_pooler != "none"
 
 
 def _read(env: Mapping[str, str], name: str, default: T, parse: Callable[[str], T]) -> T:
@@ -115,6 +134,13 @@ def _log_level(raw: str) -> str:
     if level not in LOG_LEVELS:
         raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
     return level
+
+
+def _pooler(raw: str) -> str:
+    value = raw.lower()
+    if value not in POOLERS:
+        raise ValueError(f"must be one of {', '.join(POOLERS)}")
+    return value
 
 
 def _flag(raw: str) -> bool:

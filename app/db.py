@@ -46,26 +46,56 @@ class SchemaOutdated(RuntimeError):
 POOL_TIMEOUT = 5
 
 
-def server_settings(statement_timeout_ms: int | None) -> dict[str, str]:
+def server_settings(statement_timeout_ms: int | None, pooled: bool = False) -> dict[str, str]:
     settings = {"application_name": "billing"}
-    if statement_timeout_ms:
+    # PgBouncer refuses a startup packet that sets statement_timeout ("unsupported startup parameter"):
+    # behind it the timeout is the server's (ALTER ROLE ... SET statement_timeout, docs/scale-out.md).
+    if statement_timeout_ms and not pooled:
         # A runaway query is cancelled (and answered 503) instead of holding a connection forever.
         settings["statement_timeout"] = str(statement_timeout_ms)
     return settings
 
 
-def create_engine(url: str, pool_size: int = 10, statement_timeout_ms: int | None = None) -> AsyncEngine:
+def create_engine(
+    url: str, pool_size: int = 10, statement_timeout_ms: int | None = None, pooled: bool = False
+) -> AsyncEngine:
+    connect_args: dict[str, object] = {"server_settings": server_settings(statement_timeout_ms, pooled)}
+    if pooled:
+        # Behind transaction pooling, consecutive transactions of one connection run on different server
+        # sessions, and a server session carries the prepared statements of every client it served: no
+        # statement cache, and only asyncpg's unnamed statement, parsed again right before each execution.
+        # (Unique names, as SQLAlchemy's documentation suggests, leave statements behind: asyncpg closes one
+        # when it prepares the next, often in a later transaction, on another server session.)
+        connect_args |= {
+            "prepared_statement_cache_size": 0,
+            "prepared_statement_name_func": unnamed_statement,
+            "statement_cache_size": 0,
+        }
     return create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_timeout=POOL_TIMEOUT,
-        connect_args={"server_settings": server_settings(statement_timeout_ms)},
+        connect_args=connect_args,
     )
 
 
-async def create_pool(url: str, size: int, statement_timeout_ms: int | None = None) -> asyncpg.Pool:
-    """The asyncpg pool of the ledger's write path (SQL written by hand, prepared and cached)."""
+def unnamed_statement() -> str:
+    return ""
+
+
+async def statement_timeout(engine: AsyncEngine) -> str:
+    """The server's statement_timeout for this engine's sessions ("0": none). Behind PgBouncer the service
+    cannot set it when connecting (see `server_settings`), so it is the role's or the database's."""
+    async with engine.connect() as conn:
+        return (await conn.execute(text("SHOW statement_timeout"))).scalar()
+
+
+async def create_pool(
+    url: str, size: int, statement_timeout_ms: int | None = None, pooled: bool = False
+) -> asyncpg.Pool:
+    """The asyncpg pool of the ledger's write path (SQL written by hand, prepared and cached; behind a
+    transaction-pooling PgBouncer, `pooled`, only unnamed statements, parsed again each time)."""
 
     async def init(conn: asyncpg.Connection) -> None:
         await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
@@ -77,7 +107,8 @@ async def create_pool(url: str, size: int, statement_timeout_ms: int | None = No
         max_size=size,
         init=init,
         reset=keep_session,
-        server_settings=server_settings(statement_timeout_ms),
+        server_settings=server_settings(statement_timeout_ms, pooled),
+        **({"statement_cache_size": 0} if pooled else {}),
     )
 
 
@@ -147,9 +178,11 @@ async def check_schema(engine: AsyncEngine) -> None:
 
 @contextlib.contextmanager
 def database_url(settings: Settings) -> Iterator[str]:
-    """The configured DATABASE_URL, or an embedded PostgreSQL kept in the data folder."""
-    if settings.database_url:
-        yield settings.database_url
+    """The database itself (BILLING_DIRECT_DATABASE_URL, else DATABASE_URL) for migrations and the CLI,
+    which hold sessions a transaction-pooling PgBouncer would not keep; or an embedded PostgreSQL kept in
+    the data folder."""
+    if settings.direct_url:
+        yield settings.direct_url
         return
     from app.embedded import EmbeddedPostgres
 
@@ -160,5 +193,7 @@ def database_url(settings: Settings) -> Iterator[str]:
         server.stop()
 
 
-# How handlers ask for the engine: `db: Db`.
+# How handlers ask for the engine: `db: Db`; reports, lists and exports that may lag the primary: `read_db: ReadDb`
+# (BILLING_READ_DATABASE_URL's engine, else the same as `db`).
 Db = NamedDependency[AsyncEngine]
+ReadDb = NamedDependency[AsyncEngine]

@@ -7,7 +7,7 @@ figure is the median of BENCH_REPS runs (BENCH_SECONDS each for usage events, at
 read-only endpoints). Results go to .bench/results.md and .bench/results.json. See BENCHMARKS.md.
 
 Environment: DATABASE_URL, BILLING_WORKERS (2), BENCH_SECONDS (4), BENCH_REPS (3),
-BENCH_SECTIONS (single,batch,catalog,estimate,reports), BENCH_REPORT_EVENTS (1000000,10000000),
+BENCH_SECTIONS (single,batch,catalog,estimate,reports,pgbouncer), BENCH_REPORT_EVENTS (1000000,10000000),
 BENCH_DATABASE (billing_bench; dropped and created again on every run).
 `python -m bench.run --profile` records py-spy profiles of the workers under load instead
 (BENCH_PROFILE: single,batch,models,estimate; see bench/profile.py).
@@ -36,6 +36,8 @@ import psutil
 from sqlalchemy import make_url
 
 from app.config import database_url
+from app.pgbouncer import PgBouncer
+from app.pgbouncer import binary as pgbouncer_binary
 from bench import reports_data
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,6 +55,13 @@ SEED_BATCHES = 30
 HTTP_CLIENTS = 32
 REPORT_GROUPS = ("model", "account,day", "provider,month", "model,day", "day", "model,day&limit=1000")
 REPORT_CLIENTS = 1
+# The pgbouncer section: workers of `billing serve` with POOLED_POOL_SIZE connections each (BILLING_DB_POOL_SIZE)
+# on a PgBouncer with POOLED_SERVER_CONNECTIONS server connections, against as many workers on direct
+# connections. Small, so that both fit beside the main server under max_connections.
+POOLED_WORKERS = 4
+POOLED_POOL_SIZE = 4
+POOLED_SERVER_CONNECTIONS = 8
+POOLED_SINGLE_CLIENTS = 32
 # Runs of the read-only endpoints (catalog, estimates, reports) last this long at most.
 SHORT = min(3.0, float(os.environ.get("BENCH_SECONDS") or 3))
 STARTED = time.monotonic()
@@ -115,11 +124,11 @@ def free_port() -> int:
 class Server:
     """`billing serve` in a process of its own; stopped with SIGINT, like Ctrl-C."""
 
-    def __init__(self, url: str, workers: int) -> None:
+    def __init__(self, url: str, workers: int, env: dict[str, str] | None = None, log_name: str = "server") -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "DATABASE_URL": url, "BILLING_LOG_LEVEL": "WARNING"}
-        self.log_file = open(OUT / "server.log", "w")  # noqa: SIM115
+        env = {**os.environ, "DATABASE_URL": url, "BILLING_LOG_LEVEL": "WARNING", **(env or {})}
+        self.log_file = open(OUT / f"{log_name}.log", "w")  # noqa: SIM115
         self.process = psutil.Popen(
             [str(BIN / "billing"), "serve", "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(workers)],
             env=env,
@@ -608,7 +617,74 @@ class Bench:
                 log(f"  {label}: p50 {row['p50_ms']:.1f} ms, p99 {row['p99_ms']:.1f} ms")
                 self.add(**row)
 
-    # -- 6: memory -----------------------------------------------------------------------------
+    # -- 6: through PgBouncer ----------------------------------------------------------------------
+
+    async def pgbouncer(self) -> None:
+        """Ingestion by POOLED_WORKERS workers through a transaction-pooling PgBouncer, next to as many workers
+        on direct connections: the ratio (through/direct) is what the pooler costs. Both servers run at once
+        and their runs alternate, so a change in the machine's other load falls on both."""
+        if pgbouncer_binary() is None:
+            log("pgbouncer section skipped: pgbouncer is not installed (apt-get install pgbouncer)")
+            return
+        bouncer = PgBouncer(self.url, server_connections=POOLED_SERVER_CONNECTIONS)
+        servers: dict[str, Server] = {}
+        try:
+            pooled = {
+                "DATABASE_URL": bouncer.start(),
+                "BILLING_DATABASE_POOLER": "pgbouncer",
+                "BILLING_DIRECT_DATABASE_URL": self.url,
+            }
+            for which, env in (("direct", {}), ("pgbouncer", pooled)):
+                env |= {"BILLING_DB_POOL_SIZE": str(POOLED_POOL_SIZE)}
+                servers[which] = Server(self.url, POOLED_WORKERS, env, log_name=f"server-{which}")
+                # One at a time, with time to spare: eight workers starting at once on a busy machine are slow.
+                servers[which].wait_ready(timeout=300)
+            for mode, clients in (("single", POOLED_SINGLE_CLIENTS), ("batch", BATCH_CLIENTS)):
+                await self.pooled_row(mode, clients, servers)
+        finally:
+            for server in servers.values():
+                server.stop()
+            bouncer.stop()
+
+    async def pooled_row(self, mode: str, clients: int, servers: dict[str, Server]) -> None:
+        batch = BATCH_SIZE if mode == "batch" else 0
+        seconds = self.seconds * (3 if mode == "batch" else 1)
+        runs: dict[str, list[dict]] = {which: [] for which in servers}
+        for which, server in servers.items():  # warm-up: connections, the coalescer's first batches
+            wrk(server.base, "/", clients, 1, "usage.lua", self.usage_args(f"warm-{which}-{mode}", "spread", batch))
+        for rep in range(self.reps):
+            for which in list(servers) if rep % 2 == 0 else reversed(list(servers)):
+                server, prefix = servers[which], f"{self.run_id}-{which}-{mode}-{rep}"
+                await vacuum(self.url)
+                meter = CpuMeter(server, [], await backend_pids(self.url))
+                result = wrk(server.base, "/", clients, seconds, "usage.lua", self.usage_args(prefix, "spread", batch))
+                result.update(meter.stop())
+                result["rate"] = result["requests"] * (batch or 1) / (result["duration_us"] / 1e6)
+                runs[which].append(result)
+            log(
+                f"  {mode} c{clients} rep {rep + 1}: direct {runs['direct'][-1]['rate']:,.0f} events/s, "
+                f"via PgBouncer {runs['pgbouncer'][-1]['rate']:,.0f} events/s"
+            )
+        through, direct = runs["pgbouncer"], runs["direct"]
+        name = "POST /usage" if mode == "single" else f"POST /usage/batch ({BATCH_SIZE})"
+        self.add(
+            scenario=f"{name} via PgBouncer ({POOLED_SERVER_CONNECTIONS} server connections), {POOLED_WORKERS} workers",
+            section="pgbouncer",
+            concurrency=clients,
+            unit="events/s",
+            value=median([r["rate"] for r in through]),
+            p50_ms=median([r["p50_us"] / 1000 for r in through]),
+            p99_ms=median([r["p99_us"] / 1000 for r in through]),
+            baseline=median([r["rate"] for r in direct]),
+            baseline_label="direct connections",
+            baseline_p50_ms=median([r["p50_us"] / 1000 for r in direct]),
+            baseline_p99_ms=median([r["p99_us"] / 1000 for r in direct]),
+            others_pct=median([r["others_pct"] for r in through + direct]),
+            errors=sum(r["errors"] for r in through + direct),
+            runs=runs,
+        )
+
+    # -- 7: memory -----------------------------------------------------------------------------
 
     def memory(self) -> dict:
         peaks = {}
@@ -771,7 +847,7 @@ async def main() -> None:
     workers = env_int("BILLING_WORKERS", 2)
     seconds = float(os.environ.get("BENCH_SECONDS") or 4)
     reps = env_int("BENCH_REPS", 3)
-    sections = (os.environ.get("BENCH_SECTIONS") or "single,batch,catalog,estimate,reports").split(",")
+    sections = (os.environ.get("BENCH_SECTIONS") or "single,batch,catalog,estimate,reports,pgbouncer").split(",")
     sizes = [int(n) for n in (os.environ.get("BENCH_REPORT_EVENTS") or "1000000,10000000").split(",")]
     OUT.mkdir(exist_ok=True)
     with postgres_server() as server_url:
@@ -804,6 +880,9 @@ async def main() -> None:
                 await bench.estimate()
             if "reports" in sections:
                 await bench.reports(sizes)
+            if "pgbouncer" in sections:
+                log(f"{POOLED_WORKERS} workers through PgBouncer and direct")
+                await bench.pgbouncer()
             memory = bench.memory()
             meta = {
                 "machine": machine(),

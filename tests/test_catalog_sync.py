@@ -589,7 +589,10 @@ async def test_periodic_sync_in_the_service(engine, upstream, fresh):
     store = CatalogStore(engine, Decimal("1.4"), Decimal(100))
     await store.refresh()
     state = SimpleNamespace(
-        engine=engine, catalog=store, upstreams=upstreams(upstream.url, openrouter_provider=provider)
+        engine=engine,
+        direct_engine=engine,
+        catalog=store,
+        upstreams=upstreams(upstream.url, openrouter_provider=provider),
     )
     task = asyncio.create_task(sync_catalog_periodically(state, ("openrouter",), 0.01))
     try:

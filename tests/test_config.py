@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pytest
 
+from app import db
 from app.config import Settings, SettingsError
 
 
@@ -38,6 +39,27 @@ def test_values_are_read_exactly():
     assert settings.data_dir == Path("/tmp/x")
 
 
+def test_database_urls():
+    """The direct URL falls back to DATABASE_URL; the read URL stays unset (the app reads from DATABASE_URL)."""
+    pooler = "postgresql://u@pgbouncer:6432/billing"
+    settings = Settings.from_env({"DATABASE_URL": pooler, "BILLING_DATABASE_POOLER": "PgBouncer"})
+    assert settings.direct_url == "postgresql+asyncpg://u@pgbouncer:6432/billing"
+    assert settings.read_database_url is None and settings.pooled
+    settings = Settings.from_env(
+        {
+            "DATABASE_URL": pooler,
+            "BILLING_DIRECT_DATABASE_URL": "postgres://u@db:5432/billing",
+            "BILLING_READ_DATABASE_URL": "postgresql://u@replica:5432/billing",
+        }
+    )
+    assert settings.direct_url == "postgresql+asyncpg://u@db:5432/billing"
+    assert settings.read_database_url == "postgresql+asyncpg://u@replica:5432/billing"
+    assert not settings.pooled
+    # Migrations and the `billing` commands hold sessions: they go to the server itself.
+    with db.database_url(settings) as url:
+        assert url == settings.direct_url
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
     [
@@ -61,6 +83,9 @@ def test_values_are_read_exactly():
         ("BILLING_SYNC_TIMEOUT_SECONDS", "nan"),
         ("BILLING_SYNC_RETRIES", "11"),
         ("BILLING_SYNC_MAX_BYTES", "10"),
+        ("BILLING_DIRECT_DATABASE_URL", "db:5432"),
+        ("BILLING_READ_DATABASE_URL", "mysql://replica"),
+        ("BILLING_DATABASE_POOLER", "pgpool"),
     ],
 )
 def test_invalid_setting_names_the_variable(name, value):

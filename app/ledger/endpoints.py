@@ -9,7 +9,7 @@ from litestar.response import Response
 from app import db as database
 from app import idempotency
 from app.auth import Principal
-from app.db import Db
+from app.db import Db, ReadDb
 from app.errors import InvalidRequest, NotFound
 from app.exports import Format, csv_response, to_csv, wants_csv
 from app.ledger import repository, service
@@ -140,7 +140,7 @@ class AccountController(Controller):
     async def list_ledger(
         self,
         request: Request[Principal, str, object],
-        db: Db,
+        read_db: ReadDb,
         account_id: FromPath[str],
         kind: FromQuery[list[EntryKind] | None] = None,
         from_: Annotated[datetime | None, QueryParameter(name="from")] = None,
@@ -153,7 +153,7 @@ class AccountController(Controller):
         With `format=csv` (or `Accept: text/csv`): every matching entry as one CSV file, for finance."""
         after = decode_cursor(cursor, int)
         export = wants_csv(request, format_)
-        async with db.connect() as conn:
+        async with read_db.connect() as conn:
             account = await service.get_account(conn, request.user.account(account_id), request.app.state.clock.now())
             rows = await repository.list_entries(
                 conn,

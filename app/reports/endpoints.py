@@ -4,7 +4,7 @@ from litestar import Controller, Request, get
 from litestar.params import FromQuery, QueryParameter
 
 from app.auth import Principal
-from app.db import Db
+from app.db import ReadDb
 from app.exports import Format, csv_response, to_csv, wants_csv
 from app.openapi import errors
 from app.pagination import DEFAULT_LIMIT, check_limit
@@ -33,7 +33,7 @@ class ReportController(Controller):
     async def usage_report(
         self,
         request: AnyRequest,
-        db: Db,
+        read_db: ReadDb,
         group_by: GroupBy = None,
         account_id: FromQuery[str | None] = None,
         from_: From = None,
@@ -49,7 +49,7 @@ class ReportController(Controller):
         start, end = service.parse_bound(from_, "from"), service.parse_bound(to, "to")
         csv = wants_csv(request, format_)
         page_size = None if csv else check_limit(limit)
-        async with db.connect() as conn:
+        async with read_db.connect() as conn:
             report = await service.usage_report(
                 conn, keys, request.user.account(account_id), start, end, cursor, page_size
             )
@@ -69,7 +69,7 @@ class ReportController(Controller):
     async def trial_balance(
         self,
         request: AnyRequest,
-        db: Db,
+        read_db: ReadDb,
         account_id: FromQuery[str | None] = None,
         from_: From = None,
         to: To = None,
@@ -77,7 +77,7 @@ class ReportController(Controller):
     ) -> TrialBalance:
         """Per account for [from, to): opening balance, grants, usage, adjustments, reversals, expirations, closing."""
         start, end = service.parse_bound(from_, "from"), service.parse_bound(to, "to")
-        async with db.connect() as conn:
+        async with read_db.connect() as conn:
             report = await service.trial_balance(conn, request.user.account(account_id), start, end)
         if not wants_csv(request, format_):
             return report

@@ -9,7 +9,7 @@ from litestar.response import Response
 
 from app import db
 from app.auth import Principal
-from app.db import Db
+from app.db import ReadDb
 from app.errors import AppError, InvalidRequest
 from app.observability import EVENTS
 from app.openapi import errors
@@ -101,7 +101,7 @@ class UsageController(Controller):
     async def list_usage(
         self,
         request: AnyRequest,
-        db: Db,
+        read_db: ReadDb,
         account_id: FromQuery[str | None] = None,
         model: FromQuery[str | None] = None,
         provider: FromQuery[str | None] = None,
@@ -115,7 +115,7 @@ class UsageController(Controller):
         `occurred_at` range [from, to)."""
         after = decode_cursor(cursor, datetime, int)
         model_id = request.app.state.catalog.catalog.require(model).id if model else None
-        async with db.connect() as conn:
+        async with read_db.connect() as conn:
             rows = await repository.list_events(
                 conn,
                 account_id=request.user.account(account_id),

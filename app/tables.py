@@ -460,6 +460,8 @@ webhook_deliveries = Table(
     Column("last_response", Text),
     Column("last_error", Text),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # Failed attempts are retried for a day from this (the creation, or a retry asked for by hand).
+    Column("retry_since", DateTime(timezone=True), nullable=False),
     ForeignKeyConstraint(
         ["account_id", "event_id"], ["webhook_events.account_id", "webhook_events.id"], ondelete="CASCADE"
     ),

@@ -71,6 +71,8 @@ def upgrade() -> None:
         sa.Column("last_response", sa.Text()),
         sa.Column("last_error", sa.Text()),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        # Failed attempts are retried for a day from this (the creation, or a retry asked for by hand).
+        sa.Column("retry_since", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["account_id", "event_id"],
             ["webhook_events.account_id", "webhook_events.id"],

@@ -21,7 +21,7 @@ from standardwebhooks import Webhook
 from app import db
 from app.asgi import create_app
 from app.clock import FixedClock
-from app.ledger.service import open_books
+from app.ledger.service import expire_due_grants, open_books
 from app.webhooks import worker
 from app.webhooks.worker import Deliverer
 from tests.helpers import assert_error, assert_reconciled
@@ -462,15 +462,32 @@ async def test_depleted_and_overdrawn_fire_on_their_crossings(client, admin, con
     await assert_reconciled(conn_engine)
 
 
-async def test_expiring_credits_can_cross_a_line(client, admin, clock, conn_engine):
-    await create_webhook(client, admin, "https://example.com/x", ["balance.depleted"])
-    await create_account(client, admin)
-    expires = (clock.now() + timedelta(hours=1)).isoformat()
-    response = await client.post("/accounts/acme/grants", json={"amount": "5", "expires_at": expires}, headers=admin)
-    assert response.status_code == 201
+async def test_expiring_credits_are_announced_and_can_cross_a_line(client, admin, clock, pool, conn_engine):
+    await create_webhook(client, admin, "https://example.com/x", ["balance.depleted", "grant.expired"])
+    for account in ("acme", "idle"):
+        await create_account(client, admin, account)
+        expires = clock.now() + timedelta(hours=1)
+        body = {"amount": "5", "expires_at": expires.isoformat()}
+        assert (await client.post(f"/accounts/{account}/grants", json=body, headers=admin)).status_code == 201
     clock.advance(hours=2)
-    await use(client, admin, "acme", "e1")  # the grant expires first (to 0: depleted), then the call
-    assert [(t, d["balance"]) for _, t, d in await events(conn_engine)] == [("balance.depleted", "0.000000000")]
+    # A busy account's grants expire on its next write: the grant first (to 0: depleted), then the call.
+    await use(client, admin, "acme", "e1")
+    [depleted, expired] = await events(conn_engine)
+    assert depleted == ("acme", "balance.depleted", {"account_id": "acme", "balance": "0.000000000"})
+    assert expired[:2] == ("acme", "grant.expired")
+    assert expired[2] | {"grant_id": None} == {
+        "account_id": "acme",
+        "grant_id": None,
+        "expired": "5.000000000",
+        "expires_at": expires.isoformat().replace("+00:00", "Z"),
+    }
+    # An idle account's, by the sweeper.
+    assert await expire_due_grants(pool, clock.advance(seconds=1)) == 1
+    assert [(a, t) for a, t, _ in await events(conn_engine)][2:] == [
+        ("idle", "balance.depleted"),
+        ("idle", "grant.expired"),
+    ]
+    await assert_reconciled(conn_engine)
 
 
 async def test_unrated_usage_is_announced(client, admin, receiver, pool, http, conn_engine):

@@ -34,6 +34,7 @@ from app.money import add, check_amount, money, subtract
 from app.times import utc
 from app.usage import reported
 from app.webhooks import service as webhooks
+from app.webhooks.schemas import Notification
 
 
 def to_account(row: Row) -> Account:
@@ -108,6 +109,8 @@ class Books:
         self.written = dict(self.balance)
         self.entries: list[tuple] = []
         self.draws: dict[str, Decimal] = {}
+        # Webhook events of these entries, written with them.
+        self.notifications: list[Notification] = []
 
     def post(
         self,
@@ -130,7 +133,7 @@ class Books:
     async def close(self, conn: asyncpg.Connection, now: datetime) -> None:
         if self.entries:
             touched = {entry[0] for entry in self.entries}
-            balances, notifications = {}, []
+            balances, notifications = {}, self.notifications
             for account_id in sorted(touched):
                 threshold, armed = self.low_balance[account_id]
                 found, armed = webhooks.balance_crossings(
@@ -147,7 +150,7 @@ class Books:
                 self.low_balance[account_id] = (threshold, armed)
                 self.written[account_id] = self.balance[account_id]
             await repository.post_entries(conn, self.entries, balances, self.draws, notifications, now)
-            self.entries, self.draws = [], {}
+            self.entries, self.draws, self.notifications = [], {}, []
 
 
 async def open_books(conn: asyncpg.Connection, account_ids: list[str], now: datetime) -> Books:
@@ -171,6 +174,7 @@ async def expire_grants(conn: asyncpg.Connection, books: Books, account_ids: lis
             grant_id=grant["id"],
             description=f"unused credits of grant {grant['id']} expired at {grant['expires_at'].isoformat()}",
         )
+        books.notifications.append(webhooks.grant_expired(grant, now))
     await repository.close_grants(conn, [grant["id"] for grant in grants], now)
     await books.close(conn, now)
     await repository.refresh_next_expiry(conn, account_ids)

@@ -4,7 +4,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 # What an endpoint can subscribe to; "*" subscribes to all of them, including those added later.
-EVENT_TYPES = ("balance.low", "balance.depleted", "account.overdrawn", "usage.unrated")
+EVENT_TYPES = ("balance.low", "balance.depleted", "account.overdrawn", "usage.unrated", "grant.expired")
 ALL_EVENTS = "*"
 DeliveryStatus = Literal["pending", "succeeded", "failed"]
 Url = Annotated[str, msgspec.Meta(min_length=1, max_length=2000)]

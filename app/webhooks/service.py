@@ -7,6 +7,7 @@ after the entries it posts, and asks `balance_crossings` which lines that move c
 
 import base64
 import secrets
+from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -75,6 +76,16 @@ def balance_crossings(
         data = {"account_id": account_id, "balance": money(after), "overdraft_limit": money(overdraft_limit)}
         found.append(notification(account_id, "account.overdrawn", data, now))
     return found, armed
+
+
+def grant_expired(grant: Mapping[str, Any], now: datetime) -> Notification:
+    data = {
+        "account_id": grant["account_id"],
+        "grant_id": grant["id"],
+        "expired": money(grant["remaining"]),
+        "expires_at": timestamp(grant["expires_at"]),
+    }
+    return notification(grant["account_id"], "grant.expired", data, now)
 
 
 def check_url(url: str) -> str:

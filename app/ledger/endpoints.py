@@ -66,7 +66,7 @@ class AccountController(Controller):
             )
         return page(rows, limit, lambda row: (row.id,), service.to_account)
 
-    @patch("/{account_id:str}", opt={"scope": "admin"})
+    @patch("/{account_id:str}", opt={"scope": "admin"}, responses=errors(404))
     async def update_account(
         self, request: Request[Principal, str, object], db: Db, account_id: FromPath[str], data: JSONBody[AccountUpdate]
     ) -> Account:

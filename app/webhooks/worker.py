@@ -75,7 +75,10 @@ class Deliverer:
         now = self.clock.now()
         async with self.pool.acquire() as conn, conn.transaction():
             claims = await repository.claim_due(conn, now, now + LEASE, limit)
-        await asyncio.gather(*(self.send(client, claim) for claim in claims))
+        outcomes = await asyncio.gather(*(self.send(client, claim) for claim in claims), return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, Exception):  # not recorded: sent again when the lease lapses
+                log.warning("recording a webhook delivery failed", exc_info=outcome)
         return len(claims)
 
     async def send(self, client: httpx.AsyncClient, claim: asyncpg.Record) -> None:
@@ -86,7 +89,7 @@ class Deliverer:
         try:
             async with client.stream("POST", claim["url"], content=body.encode(), headers=headers) as response:
                 status, excerpt = response.status_code, await read_excerpt(response)
-        except httpx.HTTPError as exc:
+        except Exception as exc:  # whatever went wrong with this receiver is this attempt's failure, kept with it
             error = f"{type(exc).__name__}: {exc}"[:EXCERPT_BYTES]
         if status is not None and not 200 <= status < 300:
             error = f"HTTP {status}"

@@ -68,6 +68,7 @@ class Receiver:
     def __init__(self) -> None:
         self.requests: list[tuple[dict[str, str], bytes]] = []
         self.status = 200
+        self.answer: bytes | None = None  # instead of the short default answer
         self.hold = threading.Event()
         self.hold.set()
         self.server: ThreadingHTTPServer | None = None
@@ -83,7 +84,7 @@ class Receiver:
                 receiver.hold.wait(30)
                 self.send_response(receiver.status)
                 self.end_headers()
-                self.wfile.write(b"got it" if receiver.status < 300 else b"try later")
+                self.wfile.write(receiver.answer or (b"got it" if receiver.status < 300 else b"try later"))
 
             def log_message(self, *args) -> None:
                 pass
@@ -703,6 +704,18 @@ async def test_retries_for_a_day_then_fails_and_can_be_retried(client, admin, re
     assert headers["webhook-signature"] == Webhook(secret).sign(headers["webhook-id"], at, body.decode())
     assert json.loads(body)["type"] == "balance.low"
     assert await deliveries(client, admin, hook["id"], status="failed") == []
+
+
+async def test_only_the_start_of_an_answer_is_kept(client, admin, receiver, pool, http, clock):
+    hook = await create_webhook(client, admin, receiver.url)
+    await create_account(client, admin)
+    await set_threshold(client, admin, "acme", "1")
+    receiver.status, receiver.answer = 400, b"\x00no" + "é".encode() * 100_000
+    assert await Deliverer(pool, clock).deliver_due(http) == 1
+    [delivery] = await deliveries(client, admin, hook["id"])
+    assert (delivery["status"], delivery["last_status"], delivery["last_error"]) == ("pending", 400, "HTTP 400")
+    # The first 500 bytes (a character they cut in two shows as U+FFFD), without the NUL PostgreSQL cannot store.
+    assert delivery["last_response"] == "no" + "é" * 248 + "\ufffd"
 
 
 def test_backoff_doubles_with_jitter_up_to_a_cap():

@@ -42,6 +42,8 @@ from app.reports.endpoints import ReportController
 from app.usage.coalescer import Coalescer
 from app.usage.endpoints import UsageController
 from app.usage.rating import Rater
+from app.webhooks.endpoints import WebhookController
+from app.webhooks.worker import Deliverer
 
 log = logging.getLogger("app")
 PUBLIC_PATHS = ["^/health$", "^/ready$", "^/metrics$", "^/schema"]
@@ -183,6 +185,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
                 sweep_expired_grants(state, settings.expiry_sweep_seconds),
                 state.rater.run(),
             ]
+            if settings.webhook_poll_seconds:
+                background.append(Deliverer(state.pool, clock, settings.webhook_poll_seconds).run())
             if settings.sync_interval_seconds:
                 background.append(
                     sync_catalog_periodically(state, settings.sync_sources, settings.sync_interval_seconds)
@@ -213,6 +217,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             AuthorizationController,
             EstimateController,
             ReportController,
+            WebhookController,
         ],
         security=[{"ApiKey": []}, {"Bearer": []}],
     )

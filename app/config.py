@@ -52,6 +52,7 @@ class Settings:
     sync_timeout_seconds: float
     sync_retries: int
     sync_max_bytes: int
+    webhook_poll_seconds: float  # 0: this process sends no webhooks
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -83,6 +84,7 @@ class Settings:
             sync_timeout_seconds=_read(env, "BILLING_SYNC_TIMEOUT_SECONDS", 30.0, _seconds_between(0.1, 600)),
             sync_retries=_read(env, "BILLING_SYNC_RETRIES", 2, _int_between(0, 10)),
             sync_max_bytes=_read(env, "BILLING_SYNC_MAX_BYTES", 32 * 1024 * 1024, _int_between(1024, 1 << 31)),
+            webhook_poll_seconds=_read(env, "BILLING_WEBHOOK_POLL_SECONDS", 1.0, _seconds_between(0, 60)),
         )
 
     @property

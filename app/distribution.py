@@ -26,10 +26,22 @@ DISTRIBUTED = frozenset(
         "usage_rollups",
         "usage_rollups_monthly",
         "idempotency_keys",
+        "webhook_events",
+        "webhook_deliveries",
     }
 )
 REFERENCE = frozenset(
-    {"providers", "models", "model_aliases", "prices", "margins", "catalog_version", "api_keys", "audit_log"}
+    {
+        "providers",
+        "models",
+        "model_aliases",
+        "prices",
+        "margins",
+        "catalog_version",
+        "api_keys",
+        "audit_log",
+        "webhook_endpoints",
+    }
 )
 # Reference tables that have an account_id column all the same: a request's key is looked up by its
 # id before any account is known, and admin keys belong to no account.

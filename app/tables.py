@@ -18,6 +18,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
     func,
     text,
     true,
@@ -42,6 +43,9 @@ accounts = Table(
     # has passed, without looking at the grants on every write.
     Column("next_expiry_at", DateTime(timezone=True)),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # balance.low fires when the balance falls to the threshold while armed, and re-arms once above it.
+    Column("low_balance_threshold", Money),
+    Column("low_balance_armed", Boolean, nullable=False, server_default=true()),
     CheckConstraint("status IN ('active', 'suspended', 'closed')", name="status"),
     CheckConstraint("overdraft_limit >= 0", name="overdraft_limit"),
     CheckConstraint("id ~ '^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$'", name="id_format"),
@@ -425,4 +429,60 @@ audit_log = Table(
     Column("target", Text, nullable=False),
     Column("details", JSONB, nullable=False, server_default="{}"),
     Index(None, "target"),
+)
+
+# Webhooks (migration 0012). Endpoints are global, like the catalog: no key into per-account tables.
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("url", Text, nullable=False),
+    Column("events", ARRAY(Text), nullable=False),
+    Column("description", Text),
+    # Deliveries are signed with it, so it is kept as is (unlike API keys, which are only compared).
+    Column("secret", Text, nullable=False),
+    Column("disabled", Boolean, nullable=False, server_default=false()),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    CheckConstraint("cardinality(events) > 0", name="events"),
+)
+
+# The outbox: written by the statement that makes the change an event announces.
+webhook_events = Table(
+    "webhook_events",
+    metadata,
+    Column("account_id", Text, ForeignKey("accounts.id"), primary_key=True),
+    # The webhook-id header: the same for every attempt and every endpoint.
+    Column("id", Text, primary_key=True, server_default=text("'msg_' || replace(gen_random_uuid()::text, '-', '')")),
+    Column("type", Text, nullable=False),
+    # The body sent: {"type", "timestamp", "data"}.
+    Column("payload", JSONB, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("account_id", Text, primary_key=True),
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("event_id", Text, nullable=False),
+    Column("endpoint_id", Text, ForeignKey("webhook_endpoints.id", ondelete="CASCADE"), nullable=False),
+    Column("status", Text, nullable=False, server_default="pending"),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    # Pending: when it is due (or, while a worker sends it, when its claim lapses).
+    Column("next_attempt_at", DateTime(timezone=True)),
+    Column("last_attempt_at", DateTime(timezone=True)),
+    Column("last_status", Integer),
+    Column("last_response", Text),
+    Column("last_error", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    # Failed attempts are retried for a day from this (the creation, or a retry asked for by hand).
+    Column("retry_since", DateTime(timezone=True), nullable=False),
+    ForeignKeyConstraint(
+        ["account_id", "event_id"], ["webhook_events.account_id", "webhook_events.id"], ondelete="CASCADE"
+    ),
+    UniqueConstraint("account_id", "event_id", "endpoint_id"),
+    CheckConstraint("status IN ('pending', 'succeeded', 'failed')", name="status"),
+    Index("ix_webhook_deliveries_due", "next_attempt_at", postgresql_where=text("status = 'pending'")),
+    Index(None, "endpoint_id", "id"),
 )

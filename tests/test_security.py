@@ -161,6 +161,7 @@ ROUTES: dict[tuple[str, str], Probe | tuple[Probe, ...]] = {
     ("POST", "/accounts"): Probe(ADMIN, body("/accounts", {"id": B, "name": "taken over"})),
     ("GET", "/accounts"): Probe(OWN, get("/accounts", cursor=encode_cursor("")), only_a_accounts),
     ("GET", "/accounts/{account_id:str}"): Probe(ACCOUNT, get(f"/accounts/{B}")),
+    ("PATCH", "/accounts/{account_id:str}"): Probe(ADMIN, body(f"/accounts/{B}", {"low_balance_threshold": "1"})),
     ("GET", "/accounts/{account_id:str}/balance"): Probe(ACCOUNT, get(f"/accounts/{B}/balance")),
     ("GET", "/accounts/{account_id:str}/grants"): Probe(ACCOUNT, get(f"/accounts/{B}/grants")),
     ("GET", "/accounts/{account_id:str}/ledger"): Probe(ACCOUNT, get(f"/accounts/{B}/ledger", format="csv")),
@@ -195,6 +196,16 @@ ROUTES: dict[tuple[str, str], Probe | tuple[Probe, ...]] = {
     ("GET", "/api-keys"): Probe(ADMIN, get("/api-keys", account_id=B)),
     ("DELETE", "/api-keys/{key_id:str}"): Probe(ADMIN, lambda w: (f"/api-keys/{w.b_key_id}", {})),
     ("GET", "/api-keys/audit"): Probe(ADMIN, get("/api-keys/audit")),
+    # Webhooks: global (every account's events), admin only
+    ("POST", "/webhooks"): Probe(ADMIN, body("/webhooks", {"url": "https://evil.example/x", "events": ["*"]})),
+    ("GET", "/webhooks"): Probe(ADMIN, get("/webhooks")),
+    ("GET", "/webhooks/{endpoint_id:str}"): Probe(ADMIN, get("/webhooks/whep_x")),
+    ("PATCH", "/webhooks/{endpoint_id:str}"): Probe(ADMIN, body("/webhooks/whep_x", {"disabled": True})),
+    ("DELETE", "/webhooks/{endpoint_id:str}"): Probe(ADMIN, lambda w: ("/webhooks/whep_x", {})),
+    ("GET", "/webhooks/{endpoint_id:str}/deliveries"): Probe(ADMIN, get("/webhooks/whep_x/deliveries")),
+    ("POST", "/webhooks/{endpoint_id:str}/deliveries/{delivery_id:int}/retry"): Probe(
+        ADMIN, lambda w: ("/webhooks/whep_x/deliveries/1/retry", {})
+    ),
     # The catalog: no account data in it
     ("GET", "/models"): Probe(CATALOG, get("/models", provider="openai")),
     ("GET", "/models/{model_id:path}"): Probe(CATALOG, get(f"/models/{MODEL}")),

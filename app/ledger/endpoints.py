@@ -2,7 +2,7 @@ from datetime import datetime
 from typing import Annotated
 
 import msgspec
-from litestar import Controller, Request, get, post
+from litestar import Controller, Request, get, patch, post
 from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
 from litestar.response import Response
 
@@ -16,6 +16,7 @@ from app.ledger import repository, service
 from app.ledger.schemas import (
     Account,
     AccountCreate,
+    AccountUpdate,
     Adjustment,
     AdjustmentCreate,
     Authorization,
@@ -64,6 +65,19 @@ class AccountController(Controller):
                 now=request.app.state.clock.now(),
             )
         return page(rows, limit, lambda row: (row.id,), service.to_account)
+
+    @patch("/{account_id:str}", opt={"scope": "admin"}, responses=errors(404))
+    async def update_account(
+        self, request: Request[Principal, str, object], db: Db, account_id: FromPath[str], data: JSONBody[AccountUpdate]
+    ) -> Account:
+        """Change an account's `low_balance_threshold` (credits; null turns the balance.low webhook off)."""
+        state = request.app.state
+        account_id = request.user.account(account_id)
+        await database.transaction(
+            state.pool, lambda conn: service.update_account(conn, account_id, data, state.clock.now())
+        )
+        async with db.connect() as conn:
+            return await service.get_account(conn, account_id, state.clock.now())
 
     @get("/{account_id:str}", opt={"scope": "ledger:read"})
     async def get_account(self, request: Request[Principal, str, object], db: Db, account_id: FromPath[str]) -> Account:

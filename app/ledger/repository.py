@@ -8,6 +8,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.db import numerics
 from app.tables import accounts, authorizations, grants, ledger_entries, usage_events
+from app.webhooks import repository as webhooks
+from app.webhooks.schemas import Notification
 
 
 async def account_exists(conn: AsyncConnection, account_id: str) -> bool:
@@ -47,7 +49,8 @@ async def list_accounts(
 # writers queue per account instead of deadlocking.
 
 ACCOUNT_ROWS = (
-    "SELECT id, balance, overdraft_limit, next_expiry_at FROM accounts WHERE id = ANY($1::text[]) ORDER BY id"
+    "SELECT id, balance, overdraft_limit, next_expiry_at, low_balance_threshold, low_balance_armed FROM accounts "
+    "WHERE id = ANY($1::text[]) ORDER BY id"
 )
 
 
@@ -73,14 +76,40 @@ async def lock_each(
     return await conn.fetch(read, *args)
 
 
+POST_ENTRIES = f"""
+    WITH {webhooks.outbox(14, 15, 16, 13)}, entries AS (
+        INSERT INTO ledger_entries
+            (account_id, kind, amount, balance_after, counterparty, usage_event_id, grant_id, description,
+             created_at)
+        SELECT e.*, $13 FROM unnest($1::text[], $2::text[], string_to_array($3, ',')::numeric[],
+                                    string_to_array($4, ',')::numeric[], $5::text[], $6::bigint[],
+                                    $7::bigint[], $8::text[]) AS e
+    ), balances AS (
+        UPDATE accounts SET balance = b.balance, low_balance_armed = b.armed
+        FROM unnest($9::text[], $10::numeric[], $17::bool[]) AS b(id, balance, armed) WHERE accounts.id = b.id
+    ), open_grants AS (
+        SELECT g.account_id, g.id, g.remaining, d.amount,
+               sum(g.remaining) OVER (PARTITION BY g.account_id ORDER BY g.expires_at NULLS LAST, g.id)
+                   - g.remaining AS drawn_before
+        FROM grants g JOIN unnest($11::text[], $12::numeric[]) AS d(account_id, amount) USING (account_id)
+        WHERE g.remaining > 0 AND (g.expires_at IS NULL OR g.expires_at > $13)
+    )
+    UPDATE grants SET remaining = grants.remaining - LEAST(o.remaining, o.amount - o.drawn_before)
+    FROM open_grants o
+    WHERE grants.account_id = o.account_id AND grants.id = o.id AND o.drawn_before < o.amount
+"""  # noqa: S608 (parameter numbers only)
+
+
 async def post_entries(
     conn: asyncpg.Connection,
     entries: list[tuple],
-    balances: dict[str, Decimal],
+    balances: dict[str, tuple[Decimal, bool]],
     draws: dict[str, Decimal],
+    notifications: list[Notification],
     now: datetime,
 ) -> None:
-    """One statement: append the entries, store the new balances, and draw debits from the grants.
+    """One statement: append the entries, store the new balances (with balance.low's arming), write
+    the webhook events the balances crossing a line raise, and draw debits from the grants.
 
     `entries` rows: (account_id, kind, amount, balance_after, counterparty, usage_event_id, grant_id,
     description). Debits draw from the earliest-expiring grant with credits left first; the window sum
@@ -88,35 +117,33 @@ async def post_entries(
     columns = list(zip(*entries, strict=True)) if entries else [[]] * 8
     columns[2], columns[3] = numerics(columns[2]), numerics(columns[3])  # amount, balance_after
     await conn.execute(
-        """
-        WITH entries AS (
-            INSERT INTO ledger_entries
-                (account_id, kind, amount, balance_after, counterparty, usage_event_id, grant_id, description,
-                 created_at)
-            SELECT e.*, $13 FROM unnest($1::text[], $2::text[], string_to_array($3, ',')::numeric[],
-                                        string_to_array($4, ',')::numeric[], $5::text[], $6::bigint[],
-                                        $7::bigint[], $8::text[]) AS e
-        ), balances AS (
-            UPDATE accounts SET balance = b.balance
-            FROM unnest($9::text[], $10::numeric[]) AS b(id, balance) WHERE accounts.id = b.id
-        ), open_grants AS (
-            SELECT g.account_id, g.id, g.remaining, d.amount,
-                   sum(g.remaining) OVER (PARTITION BY g.account_id ORDER BY g.expires_at NULLS LAST, g.id)
-                       - g.remaining AS drawn_before
-            FROM grants g JOIN unnest($11::text[], $12::numeric[]) AS d(account_id, amount) USING (account_id)
-            WHERE g.remaining > 0 AND (g.expires_at IS NULL OR g.expires_at > $13)
-        )
-        UPDATE grants SET remaining = grants.remaining - LEAST(o.remaining, o.amount - o.drawn_before)
-        FROM open_grants o
-        WHERE grants.account_id = o.account_id AND grants.id = o.id AND o.drawn_before < o.amount
-        """,
+        POST_ENTRIES,
         *columns,
         list(balances),
-        list(balances.values()),
+        [balance for balance, _ in balances.values()],
         list(draws),
         list(draws.values()),
         now,
+        *webhooks.notification_arrays(notifications),
+        [armed for _, armed in balances.values()],
     )
+
+
+SET_LOW_BALANCE = f"""
+    WITH {webhooks.outbox(4, 5, 6, 7)}
+    UPDATE accounts SET low_balance_threshold = $2, low_balance_armed = $3 WHERE id = $1
+"""  # noqa: S608 (parameter numbers only)
+
+
+async def set_low_balance(
+    conn: asyncpg.Connection,
+    account_id: str,
+    threshold: Decimal | None,
+    armed: bool,
+    notifications: list[Notification],
+    now: datetime,
+) -> None:
+    await conn.execute(SET_LOW_BALANCE, account_id, threshold, armed, *webhooks.notification_arrays(notifications), now)
 
 
 async def due_grants(conn: asyncpg.Connection, account_ids: list[str], now: datetime) -> list[asyncpg.Record]:

@@ -17,6 +17,11 @@ class AccountCreate(msgspec.Struct, forbid_unknown_fields=True):
     overdraft_limit: Decimal = Decimal(0)
 
 
+class AccountUpdate(msgspec.Struct, forbid_unknown_fields=True):
+    # Credits; balance.low fires when the balance falls to it. null turns balance.low off.
+    low_balance_threshold: Decimal | msgspec.UnsetType | None = msgspec.UNSET
+
+
 class Account(msgspec.Struct):
     id: str
     name: str
@@ -27,6 +32,7 @@ class Account(msgspec.Struct):
     pending: str
     available: str
     created_at: datetime
+    low_balance_threshold: str | None = None
 
 
 class GrantCreate(msgspec.Struct, forbid_unknown_fields=True):

@@ -17,6 +17,7 @@ from app.ledger import repository
 from app.ledger.schemas import (
     Account,
     AccountCreate,
+    AccountUpdate,
     Adjustment,
     AdjustmentCreate,
     Authorization,
@@ -32,6 +33,8 @@ from app.ledger.schemas import (
 from app.money import add, check_amount, money, subtract
 from app.times import utc
 from app.usage import reported
+from app.webhooks import service as webhooks
+from app.webhooks.schemas import Notification
 
 
 def to_account(row: Row) -> Account:
@@ -45,6 +48,7 @@ def to_account(row: Row) -> Account:
         pending=money(pending),
         available=money(subtract(row.balance, pending)),
         created_at=row.created_at,
+        low_balance_threshold=None if row.low_balance_threshold is None else money(row.low_balance_threshold),
     )
 
 
@@ -64,6 +68,30 @@ async def get_account(conn: AsyncConnection, account_id: str, now: datetime) -> 
     return to_account(row)
 
 
+async def update_account(conn: asyncpg.Connection, account_id: str, data: AccountUpdate, now: datetime) -> None:
+    """Setting the low-balance threshold arms balance.low again: it fires at once (in this transaction)
+    when the balance is already at or below the new line, else when the balance falls to it."""
+    books = await open_books(conn, [account_id], now)
+    if account_id not in books.balance:
+        raise NotFound(f"Account '{account_id}' not found", code="account_not_found")
+    if data.low_balance_threshold is msgspec.UNSET:
+        return
+    threshold = data.low_balance_threshold
+    if threshold is not None:
+        threshold = check_amount(threshold, "low_balance_threshold", allow_negative=True)
+    balance = books.balance[account_id]
+    found, armed = webhooks.balance_crossings(
+        account_id,
+        balance,
+        balance,
+        overdraft_limit=books.overdraft_limit[account_id],
+        threshold=threshold,
+        armed=True,
+        now=now,
+    )
+    await repository.set_low_balance(conn, account_id, threshold, armed, found, now)
+
+
 class Books:
     """The accounts one ledger transaction has locked, and the entries it posts to them.
 
@@ -74,8 +102,15 @@ class Books:
         self.balance: dict[str, Decimal] = {row["id"]: row["balance"] for row in rows}
         self.overdraft_limit: dict[str, Decimal] = {row["id"]: row["overdraft_limit"] for row in rows}
         self.next_expiry: dict[str, datetime | None] = {row["id"]: row["next_expiry_at"] for row in rows}
+        self.low_balance: dict[str, tuple[Decimal | None, bool]] = {
+            row["id"]: (row["low_balance_threshold"], row["low_balance_armed"]) for row in rows
+        }
+        # Balances as last written: the webhook events are those of the move from these to the new ones.
+        self.written = dict(self.balance)
         self.entries: list[tuple] = []
         self.draws: dict[str, Decimal] = {}
+        # Webhook events of these entries, written with them.
+        self.notifications: list[Notification] = []
 
     def post(
         self,
@@ -98,9 +133,24 @@ class Books:
     async def close(self, conn: asyncpg.Connection, now: datetime) -> None:
         if self.entries:
             touched = {entry[0] for entry in self.entries}
-            balances = {account_id: self.balance[account_id] for account_id in sorted(touched)}
-            await repository.post_entries(conn, self.entries, balances, self.draws, now)
-            self.entries, self.draws = [], {}
+            balances, notifications = {}, self.notifications
+            for account_id in sorted(touched):
+                threshold, armed = self.low_balance[account_id]
+                found, armed = webhooks.balance_crossings(
+                    account_id,
+                    self.written[account_id],
+                    self.balance[account_id],
+                    overdraft_limit=self.overdraft_limit[account_id],
+                    threshold=threshold,
+                    armed=armed,
+                    now=now,
+                )
+                notifications += found
+                balances[account_id] = (self.balance[account_id], armed)
+                self.low_balance[account_id] = (threshold, armed)
+                self.written[account_id] = self.balance[account_id]
+            await repository.post_entries(conn, self.entries, balances, self.draws, notifications, now)
+            self.entries, self.draws, self.notifications = [], {}, []
 
 
 async def open_books(conn: asyncpg.Connection, account_ids: list[str], now: datetime) -> Books:
@@ -124,6 +174,7 @@ async def expire_grants(conn: asyncpg.Connection, books: Books, account_ids: lis
             grant_id=grant["id"],
             description=f"unused credits of grant {grant['id']} expired at {grant['expires_at'].isoformat()}",
         )
+        books.notifications.append(webhooks.grant_expired(grant, now))
     await repository.close_grants(conn, [(grant["account_id"], grant["id"]) for grant in grants], now)
     await books.close(conn, now)
     await repository.refresh_next_expiry(conn, account_ids)

@@ -22,6 +22,8 @@ from sqlalchemy.sql.functions import count
 
 from app.db import numerics
 from app.tables import ledger_entries, unrated_usage, usage_events
+from app.webhooks import repository as webhooks
+from app.webhooks.schemas import Notification
 
 if TYPE_CHECKING:
     from app.usage.service import Prepared
@@ -115,7 +117,9 @@ UNRATED_COLUMNS = (
     "output_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens", "cache_write_1h_tokens",
     "usage", "usage_format", "occurred_at", "metadata", "service_tier", "region",
 )  # fmt: skip
-INSERT_UNRATED = """
+# Each event stored unrated is announced (usage.unrated) by the same statement.
+INSERT_UNRATED = f"""
+    WITH {webhooks.outbox(20, 21, 22, 19)}
     INSERT INTO unrated_usage (
         account_id, event_id, reported_model, provider, reason, model_id, input_tokens, output_tokens,
         cached_input_tokens, cache_write_tokens, reasoning_tokens, cache_write_1h_tokens, usage, usage_format,
@@ -124,13 +128,15 @@ INSERT_UNRATED = """
         $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::bigint[],
         $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::jsonb[], $14::text[], $15::timestamptz[],
         $16::jsonb[], $17::text[], $18::text[])
-"""
+"""  # noqa: S608 (parameter numbers only)
 
 
-async def insert_unrated(conn: asyncpg.Connection, events: list["Prepared"], now: datetime) -> None:
-    """Store events the catalog cannot price yet: no ledger entry, no rollup."""
+async def insert_unrated(
+    conn: asyncpg.Connection, events: list["Prepared"], notifications: list[Notification], now: datetime
+) -> None:
+    """Store events the catalog cannot price yet (no ledger entry, no rollup), with their webhook events."""
     columns = [[getattr(event, name) for event in events] for name in UNRATED_COLUMNS]
-    await conn.execute(INSERT_UNRATED, *columns, now)
+    await conn.execute(INSERT_UNRATED, *columns, now, *webhooks.notification_arrays(notifications))
 
 
 async def insert(

@@ -20,6 +20,8 @@ from app.money import MAX_AMOUNT, money, subtract
 from app.times import utc
 from app.usage import reported, repository
 from app.usage.schemas import ErrorObject, UsageEvent, UsageIn
+from app.webhooks import service as webhooks
+from app.webhooks.schemas import Notification
 
 # Reporters' clocks drift; an event stamped this far ahead of ours is still accepted.
 CLOCK_SKEW = timedelta(minutes=1)
@@ -388,7 +390,8 @@ async def record(conn: asyncpg.Connection, batch: list[Prepared], now: datetime)
     unrated = [index for index in new if batch[index].unrated_reason is not None]
     if unrated:
         new = [index for index in new if batch[index].unrated_reason is None]
-        await repository.insert_unrated(conn, [batch[index] for index in unrated], now)
+        waiting = [batch[index] for index in unrated]
+        await repository.insert_unrated(conn, waiting, [unrated_notification(event, now) for event in waiting], now)
         for index in unrated:
             outcomes[index] = Outcome("unrated", event=event_view(batch[index], now))
 
@@ -436,6 +439,18 @@ async def record(conn: asyncpg.Connection, batch: list[Prepared], now: datetime)
             else:
                 outcomes[index] = repeat_in_batch(event, batch[first[key]], outcomes[first[key]])
     return outcomes
+
+
+def unrated_notification(event: Prepared, now: datetime) -> Notification:
+    data = {
+        "account_id": event.account_id,
+        "event_id": event.event_id,
+        "model": event.reported_model,
+        "provider": event.provider,
+        "reason": event.unrated_reason,
+        "occurred_at": webhooks.timestamp(event.occurred_at),
+    }
+    return webhooks.notification(event.account_id, "usage.unrated", data, now)
 
 
 async def claim_holds(

@@ -4,6 +4,8 @@ port, over real sockets, with a real local proxy in between where a test needs f
 import asyncio
 import http.server
 import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -458,6 +460,20 @@ async def test_batcher_flushes_on_close_and_surfaces_rejected_events(client):
     assert [e.event_id for e in client.list_usage(account_id=account_id).data] == [good]
     with pytest.raises(RuntimeError):
         batcher.add(account_id=account_id, **GPT4O)
+
+
+async def test_batcher_flushes_at_interpreter_exit(client, service, admin_key):
+    account_id = funded(client)
+    script = (
+        "import sys, creditmeter\n"
+        "client = creditmeter.Client(sys.argv[1], sys.argv[2])\n"
+        "batcher = client.batcher(max_events=1000, max_delay_ms=600_000)\n"
+        "for _ in range(3):\n"
+        f"    batcher.add(account_id={account_id!r}, model='gpt-4o', input_tokens=10, output_tokens=5)\n"
+        "# no close: the program just ends\n"
+    )
+    subprocess.run([sys.executable, "-c", script, service, admin_key], check=True, timeout=60)
+    assert len(client.list_usage(account_id=account_id).data) == 3
 
 
 async def test_batcher_reports_a_batch_it_could_not_deliver(client, admin_key):

@@ -412,6 +412,47 @@ async def test_retries_run_out_and_unsafe_writes_are_not_resent(service, admin_k
         proxy.stop()
 
 
+async def test_the_async_client_retries_with_the_same_event_id(client, service, admin_key):
+    account_id = funded(client)
+    proxy = Proxy(service, ["drop", "fail"]).start()
+    try:
+        async with AsyncClient(proxy.url, admin_key, retry=FAST) as flaky:
+            event = await flaky.record_usage(account_id=account_id, **GPT4O)
+    finally:
+        proxy.stop()
+    assert [a.json()["event_id"] for a in proxy.attempts] == [event.event_id] * 3
+    assert client.get_balance(account_id).balance == Decimal(100) - GPT4O_COST
+
+
+async def test_mistakes_are_refused_before_anything_is_sent(service, admin_key):
+    proxy = Proxy(service).start()
+    try:
+        with Client(proxy.url, admin_key) as client:
+            with pytest.raises(msgspec.ValidationError, match="input_token"):
+                client.record_batch([{"account_id": "a", "model": "gpt-4o", "input_token": 5}])
+            with pytest.raises(TypeError):
+                client.record_usage(account_id="a", model="gpt-4o", input_token=5)
+            with pytest.raises(TypeError, match="not both"):
+                client.record_usage(UsageEventIn(model="gpt-4o"), input_tokens=5)
+            with pytest.raises(ValueError, match="max_events"):
+                client.batcher(max_events=1001)
+            hold = client.hold("a", "gpt-4o", input_tokens=1, max_output_tokens=1)
+            with pytest.raises(RuntimeError, match="not placed"):
+                hold.settle(input_tokens=1, output_tokens=1)
+    finally:
+        proxy.stop()
+    assert proxy.attempts == []
+
+
+async def test_a_hold_is_settled_once(client):
+    account_id = funded(client)
+    with client.hold(account_id, "gpt-4o", input_tokens=10, max_output_tokens=10) as hold:
+        hold.settle(input_tokens=10, output_tokens=10)
+        with pytest.raises(RuntimeError, match="already settled"):
+            hold.settle(input_tokens=10, output_tokens=10)
+    assert client.get_authorization(hold.id).status == "settled"
+
+
 # The batcher
 
 

@@ -29,7 +29,7 @@ class ErrorObject(msgspec.Struct):
 # Usage
 
 
-class UsageEventIn(msgspec.Struct, omit_defaults=True, kw_only=True):
+class UsageEventIn(msgspec.Struct, omit_defaults=True, kw_only=True, forbid_unknown_fields=True):
     """One upstream call to record. Token fields, or the provider's `usage` object with `usage_format`."""
 
     model: str

@@ -25,6 +25,7 @@ from creditmeter import (
     AuthenticationError,
     BadRequestError,
     Client,
+    ConflictError,
     InsufficientCreditsError,
     InternalServerError,
     NotFoundError,
@@ -35,6 +36,7 @@ from creditmeter import (
 from creditmeter.models import BatchResult, UsageEventIn
 from openai.types.chat import ChatCompletion
 from openai.types.responses import Response as OpenAIResponse
+from sqlalchemy import text
 
 from app.asgi import create_app
 
@@ -166,17 +168,17 @@ async def admin_key(make_key) -> str:
 
 
 @pytest.fixture
-def client(service, admin_key):
-    with Client(service, admin_key, retry=FAST) as client:
-        yield client
+def api(service, admin_key):
+    with Client(service, admin_key, retry=FAST) as api:
+        yield api
 
 
-def funded(client: Client, credits: str = "100") -> str:
+def funded(api: Client, credits: str = "100") -> str:
     """A new account with `credits` granted; returns its id."""
     account_id = f"acct-{uuid.uuid4().hex[:10]}"
-    client.create_account("Test", id=account_id)
+    api.create_account("Test", id=account_id)
     if credits:
-        client.create_grant(account_id, Decimal(credits), description="top-up")
+        api.create_grant(account_id, Decimal(credits), description="top-up")
     return account_id
 
 
@@ -190,137 +192,199 @@ def wait_for(condition, timeout: float = 10) -> None:
 # Every endpoint, typed
 
 
-async def test_usage_estimates_and_holds_decode_to_typed_records(client):
-    account_id = funded(client)
-    event = client.record_usage(account_id=account_id, event_id="e-1", **GPT4O)
+async def test_usage_estimates_and_holds_decode_to_typed_records(api):
+    account_id = funded(api)
+    event = api.record_usage(account_id=account_id, event_id="e-1", **GPT4O)
     assert isinstance(event, creditmeter.models.UsageEvent) and event.status == "charged"
     assert event.cost == GPT4O_COST and isinstance(event.cost, Decimal)
     assert event.balance_after == Decimal(100) - GPT4O_COST and isinstance(event.balance_after, Decimal)
     assert event.margin == Decimal("1.4") and event.model == "openai/gpt-4o"
     assert isinstance(event.occurred_at, datetime) and event.replay is False
-    again = client.record_usage(account_id=account_id, event_id="e-1", **GPT4O)
+    again = api.record_usage(account_id=account_id, event_id="e-1", **GPT4O)
     assert again.replay is True and again.cost == GPT4O_COST
 
-    batch = client.record_batch(
+    batch = api.record_batch(
         [UsageEventIn(account_id=account_id, event_id="e-2", **GPT4O), {"account_id": account_id, **GPT4O}]
     )
     assert [r.status for r in batch.results] == ["created", "created"] and batch.created == 2
     assert batch.results[1].event_id.startswith("evt_")  # made up by the client
-    page = client.list_usage(account_id=account_id, limit=2)
+    page = api.list_usage(account_id=account_id, limit=2)
     assert [e.event_id for e in page.data][:1] == ["e-1"] and page.next_cursor
-    rest = client.list_usage(account_id=account_id, cursor=page.next_cursor)
+    rest = api.list_usage(account_id=account_id, cursor=page.next_cursor)
     assert len(page.data) + len(rest.data) == 3 and rest.next_cursor is None
 
-    estimate = client.estimate("gpt-4o", input_tokens=2006, cached_input_tokens=1920, output_tokens=300)
+    estimate = api.estimate("gpt-4o", input_tokens=2006, cached_input_tokens=1920, output_tokens=300)
     assert estimate.credits == GPT4O_COST and sum(line.credits for line in estimate.breakdown) == GPT4O_COST
-    covered = client.estimate("gpt-4o", account_id=account_id, input_tokens=10, max_output_tokens=10)
+    covered = api.estimate("gpt-4o", account_id=account_id, input_tokens=10, max_output_tokens=10)
     assert covered.account.covered is True and covered.account.available == Decimal(100) - 3 * GPT4O_COST
-    comparison = client.compare(["gpt-4o", "gpt-4o-mini", "no-such-model-x"], input_tokens=1000, output_tokens=100)
+    comparison = api.compare(["gpt-4o", "gpt-4o-mini", "no-such-model-x"], input_tokens=1000, output_tokens=100)
     assert [e.credits for e in comparison.estimates] == sorted(e.credits for e in comparison.estimates)
     assert [u.model for u in comparison.unavailable] == ["no-such-model-x"]
     assert comparison.unavailable[0].error.code == "model_not_found"
 
-    hold = client.authorize(account_id, "gpt-4o", input_tokens=1000, max_output_tokens=100, ttl_seconds=60)
+    hold = api.authorize(account_id, "gpt-4o", input_tokens=1000, max_output_tokens=100, ttl_seconds=60)
     assert hold.status == "pending" and hold.id.startswith("auth_") and isinstance(hold.amount, Decimal)
-    assert client.get_authorization(hold.id).amount == hold.amount
-    balance = client.get_balance(account_id)
+    assert api.get_authorization(hold.id).amount == hold.amount
+    balance = api.get_balance(account_id)
     assert balance.pending == hold.amount and balance.available == balance.balance - hold.amount
-    released = client.release(hold.id)
-    assert released.status == "released" and client.get_balance(account_id).pending == 0
+    released = api.release(hold.id)
+    assert released.status == "released" and api.get_balance(account_id).pending == 0
 
 
-async def test_accounts_ledger_reports_catalog_and_keys(client):
-    account_id = funded(client, "50.5")
-    account = client.get_account(account_id)
+async def test_accounts_ledger_reports_catalog_and_keys(api):
+    account_id = funded(api, "50.5")
+    account = api.get_account(account_id)
     assert account.balance == Decimal("50.5") and isinstance(account.overdraft_limit, Decimal)
-    assert account_id in [a.id for a in client.list_accounts(limit=1000).data]
-    grants = client.list_grants(account_id).data
+    assert account_id in [a.id for a in api.list_accounts(limit=1000).data]
+    grants = api.list_grants(account_id).data
     assert [(g.amount, g.remaining, g.description) for g in grants] == [(Decimal("50.5"), Decimal("50.5"), "top-up")]
-    adjustment = client.create_adjustment(account_id, "-0.5", "goodwill reversed")
+    adjustment = api.create_adjustment(account_id, "-0.5", "goodwill reversed")
     assert adjustment.balance_after == Decimal(50) and adjustment.amount == Decimal("-0.5")
-    client.record_usage(account_id=account_id, event_id="r-1", **GPT4O)
-    reversal = client.create_reversal(account_id, "r-1", "refund")
+    api.record_usage(account_id=account_id, event_id="r-1", **GPT4O)
+    reversal = api.create_reversal(account_id, "r-1", "refund")
     assert reversal.amount == GPT4O_COST and reversal.balance_after == Decimal(50)
-    entries = client.list_ledger(account_id).data
+    entries = api.list_ledger(account_id).data
     assert [e.kind for e in entries] == ["grant", "adjustment", "usage", "reversal"]
     assert entries[-1].balance_after == Decimal(50) and entries[2].amount == -GPT4O_COST
-    assert [e.kind for e in client.list_ledger(account_id, kind=["usage"]).data] == ["usage"]
-    assert client.export_ledger(account_id).splitlines()[0].startswith("id,account_id,kind")
+    assert [e.kind for e in api.list_ledger(account_id, kind=["usage"]).data] == ["usage"]
+    assert api.export_ledger(account_id).splitlines()[0].startswith("id,account_id,kind")
 
-    report = client.usage_report(group_by=["account", "model"], account_id=account_id)
+    report = api.usage_report(group_by=["account", "model"], account_id=account_id)
     assert [(r.account, r.model, r.events, r.credits) for r in report.rows] == [
         (account_id, "openai/gpt-4o", 1, GPT4O_COST)
     ]
     assert report.totals.credits_reversed == GPT4O_COST and report.unrated.events == 0
-    assert "account,model,events" in client.export_usage_report(group_by=["account", "model"])
+    assert "account,model,events" in api.export_usage_report(group_by=["account", "model"])
     today = datetime.now(UTC).date()
-    trial = client.trial_balance(account_id=account_id, from_=str(today), to=str(today + timedelta(days=1)))
+    trial = api.trial_balance(account_id=account_id, from_=str(today), to=str(today + timedelta(days=1)))
     [row] = trial.accounts
     assert (row.grants, row.closing) == (Decimal("50.5"), Decimal(50))
 
-    models = client.list_models(provider="openai", type="language")
+    models = api.list_models(provider="openai", type="language")
     gpt4o = next(m for m in models.models if m.id == "openai/gpt-4o")
     # Rates are JSON numbers on the wire; they decode to the exact Decimal, never through a float.
     assert gpt4o.input_cost_per_1m_tokens == Decimal("350") and isinstance(gpt4o.cost_per_1k_input, Decimal)
     assert gpt4o.pricing.input == Decimal("350") and gpt4o.pricing.cached_input == Decimal("175")
-    assert client.get_model("openai/gpt-4o").id == "openai/gpt-4o"
-    assert client.get_model("gpt-4o-2024-08-06").root in ("openai/gpt-4o", "openai/gpt-4o-2024-08-06")
-    assert "openai" in [p.id for p in client.list_providers().providers]
-    embedding = client.list_embedding_models().models[0]
-    assert client.get_embedding_model(embedding.id).dimensions == embedding.dimensions
-    assert client.resolve_model("gpt-4o", provider="openai").model == "openai/gpt-4o"
-    listed = client.list_openai_models()
+    assert api.get_model("openai/gpt-4o").id == "openai/gpt-4o"
+    assert api.get_model("gpt-4o-2024-08-06").root in ("openai/gpt-4o", "openai/gpt-4o-2024-08-06")
+    assert "openai" in [p.id for p in api.list_providers().providers]
+    embedding = api.list_embedding_models().models[0]
+    assert api.get_embedding_model(embedding.id).dimensions == embedding.dimensions
+    assert api.resolve_model("gpt-4o", provider="openai").model == "openai/gpt-4o"
+    listed = api.list_openai_models()
     assert listed.object == "list" and "openai/gpt-4o" in [m.id for m in listed.data]
-    assert client.get_openai_model("openai/gpt-4o").owned_by == "openai"
+    assert api.get_openai_model("openai/gpt-4o").owned_by == "openai"
 
-    created = client.create_api_key("svc", ["usage:write"], account_id=account_id)
+    created = api.create_api_key("svc", ["usage:write"], account_id=account_id)
     assert created.key and created.scopes == ["usage:write"]
-    assert created.id in [k.id for k in client.list_api_keys(account_id=account_id).data]
-    assert client.revoke_api_key(created.id).revoked_at is not None
-    assert client.health().status == "ok" and client.ready().status == "ready"
+    assert created.id in [k.id for k in api.list_api_keys(account_id=account_id).data]
+    assert api.revoke_api_key(created.id).revoked_at is not None
+    assert api.health().status == "ok" and api.ready().status == "ready"
 
 
 async def test_async_client_shares_the_operations(service, admin_key):
-    async with AsyncClient(service, admin_key, retry=FAST) as client:
+    async with AsyncClient(service, admin_key, retry=FAST) as api:
         account_id = f"acct-{uuid.uuid4().hex[:10]}"
-        await client.create_account("Async", id=account_id)
-        grant = await client.create_grant(account_id, Decimal("10"))
+        await api.create_account("Async", id=account_id)
+        grant = await api.create_grant(account_id, Decimal("10"))
         assert grant.balance_after == Decimal(10)
-        events = await asyncio.gather(*(client.record_usage(account_id=account_id, **GPT4O) for _ in range(3)))
+        events = await asyncio.gather(*(api.record_usage(account_id=account_id, **GPT4O) for _ in range(3)))
         assert len({e.event_id for e in events}) == 3 and all(e.cost == GPT4O_COST for e in events)
-        assert (await client.get_balance(account_id)).balance == Decimal(10) - 3 * GPT4O_COST
-        assert (await client.estimate("gpt-4o", **{k: v for k, v in GPT4O.items() if k != "model"})).credits == (
+        assert (await api.get_balance(account_id)).balance == Decimal(10) - 3 * GPT4O_COST
+        assert (await api.estimate("gpt-4o", **{k: v for k, v in GPT4O.items() if k != "model"})).credits == (
             GPT4O_COST
         )
         with pytest.raises(NotFoundError):
-            await client.get_account("nobody-here")
+            await api.get_account("nobody-here")
+
+
+async def test_catalog_administration(api, scratch, conn_engine):
+    # `scratch` was made through another instance of the app: this one hears of it by NOTIFY.
+    wait_for(lambda: scratch in [p.id for p in api.list_providers().providers])
+    assert api.update_provider(scratch, name="Renamed").name == "Renamed"
+    model_id = f"{scratch}/m1"
+    model = api.upsert_model(scratch, "m1", context_window=1000, supports_tools=True)
+    assert (model.id, model.priced, model.context_window) == (model_id, False, 1000)
+    price = api.add_price(model_id, input=Decimal("1.5"), output="3", cached_input=Decimal("0.75"))
+    assert (price.model_id, price.input, price.output, price.cached_input) == (
+        model_id,
+        Decimal("1.5"),
+        Decimal(3),
+        Decimal("0.75"),
+    )
+    assert [p.id for p in api.price_history(model_id).data] == [price.id]
+    margin = api.set_margin("model", model_id, Decimal(2))
+    assert margin.margin == Decimal(2) and margin.id in [m.id for m in api.list_margins().margins]
+    assert api.list_margins().default_margin == Decimal("1.4")
+    # $1.50 per 1M input tokens x margin 2 x 100 credits per USD.
+    assert api.get_model(model_id).pricing.input == Decimal(300)
+
+    alias = api.add_alias(f"{scratch}-deploy", model_id, provider=scratch)
+    assert (alias.model, alias.provider, alias.source) == (model_id, scratch, "operator")
+    assert [a.alias for a in api.list_aliases(model=model_id, source="operator").aliases] == [alias.alias]
+    assert api.resolve_model(alias.alias, provider=scratch).model == model_id
+    assert api.delete_alias(alias.alias, provider=scratch) is None
+    assert api.list_aliases(model=model_id, source="operator").aliases == []
+
+    extra = f"{scratch}x"
+    try:
+        created = api.create_provider(extra, "Extra", enabled=False)
+        assert (created.id, created.name, created.configured) == (extra, "Extra", False)
+        with pytest.raises(ConflictError) as info:
+            api.create_provider(extra, "Again")
+        assert info.value.status == 409
+    finally:
+        async with conn_engine.begin() as conn:
+            await conn.execute(text("DELETE FROM providers WHERE id = :id"), {"id": extra})
+
+
+async def test_catalog_import_sync_pickers_and_audit(api):
+    imported = api.import_catalog()
+    assert imported.prices_added == 0 and imported.models > 0  # imported once already: nothing new
+    synced = api.sync_catalog(sources=["genai-prices"], dry_run=True)
+    assert synced.dry_run is True and [r.name for r in synced.results] == ["genai-prices"]
+    openrouter = api.openrouter_models(curated=True)
+    assert openrouter.source == "curated" and openrouter.total == len(openrouter.models) > 0
+    priced = next(m for m in openrouter.models if m.pricing is not None)
+    assert isinstance(priced.pricing.prompt, Decimal) and priced.pricing.prompt > 0
+    embeddings = api.openrouter_embeddings(curated=True)
+    assert embeddings.source == "curated" and embeddings.total == len(embeddings.models)
+    ollama = api.ollama_models()
+    assert ollama.source in ("ollama", "ollama_unreachable") and ollama.total == len(ollama.models)
+    created = api.create_api_key("audited", ["catalog:read"])
+    api.revoke_api_key(created.id)
+    audit = [(entry.action, entry.target) for entry in api.api_key_audit(limit=1000).data]
+    assert [action for action, target in audit if target == f"api_key:{created.id}"] == [
+        "api_key.created",
+        "api_key.revoked",
+    ]
 
 
 # Errors
 
 
-async def test_errors_are_typed_with_the_service_error_object(client, service, make_key):
+async def test_errors_are_typed_with_the_service_error_object(api, service, make_key):
     with Client(service, "cmk_not_a_real_key", retry=FAST) as stranger, pytest.raises(AuthenticationError) as info:
         stranger.list_accounts()
     assert (info.value.status, info.value.code, info.value.type) == (401, "invalid_api_key", "authentication_error")
     assert info.value.message and info.value.request_id
 
     with pytest.raises(NotFoundError) as info:
-        client.get_account("nobody-here")
+        api.get_account("nobody-here")
     assert (info.value.status, info.value.code) == (404, "account_not_found")
 
-    account_id = funded(client, "1")
-    client.record_usage(account_id=account_id, event_id="same", **GPT4O)
+    account_id = funded(api, "1")
+    api.record_usage(account_id=account_id, event_id="same", **GPT4O)
     with pytest.raises(UnprocessableEntityError) as info:
-        client.record_usage(account_id=account_id, event_id="same", **{**GPT4O, "output_tokens": 301})
+        api.record_usage(account_id=account_id, event_id="same", **{**GPT4O, "output_tokens": 301})
     assert (info.value.status, info.value.code, info.value.param) == (422, "idempotency_key_reused", "output_tokens")
 
     with pytest.raises(BadRequestError) as info:
-        client.record_usage(account_id=account_id, **{**GPT4O, "cached_input_tokens": 5000})
+        api.record_usage(account_id=account_id, **{**GPT4O, "cached_input_tokens": 5000})
     assert (info.value.status, info.value.code, info.value.param) == (400, "validation_error", "cached_input_tokens")
 
     with pytest.raises(InsufficientCreditsError) as info:
-        client.authorize(account_id, "gpt-4o", input_tokens=1_000_000, max_output_tokens=100_000)
+        api.authorize(account_id, "gpt-4o", input_tokens=1_000_000, max_output_tokens=100_000)
     assert (info.value.status, info.value.code, info.value.type) == (402, "insufficient_credits", "billing_error")
 
     with Client(service, await make_key("catalog:read")) as reader, pytest.raises(PermissionDeniedError) as info:
@@ -328,14 +392,14 @@ async def test_errors_are_typed_with_the_service_error_object(client, service, m
     assert (info.value.status, info.value.code) == (403, "insufficient_scope")
 
     with pytest.raises(TypeError, match="Decimal"):
-        client.create_grant(account_id, 0.1)
+        api.create_grant(account_id, 0.1)
 
 
 # Retries
 
 
-async def test_a_503_is_retried_with_the_same_client_made_event_id(client, service, admin_key):
-    account_id = funded(client)
+async def test_a_503_is_retried_with_the_same_client_made_event_id(api, service, admin_key):
+    account_id = funded(api)
     proxy = Proxy(service, ["fail", "fail"]).start()
     try:
         with Client(proxy.url, admin_key, retry=FAST) as flaky:
@@ -347,8 +411,8 @@ async def test_a_503_is_retried_with_the_same_client_made_event_id(client, servi
     assert event.status == "charged" and event.replay is False
 
 
-async def test_a_lost_answer_is_retried_without_charging_twice(client, service, admin_key):
-    account_id = funded(client, "")
+async def test_a_lost_answer_is_retried_without_charging_twice(api, service, admin_key):
+    account_id = funded(api, "")
     proxy = Proxy(service, ["lose", "forward", "lose"]).start()
     try:
         with Client(proxy.url, admin_key, retry=FAST) as flaky:
@@ -362,12 +426,12 @@ async def test_a_lost_answer_is_retried_without_charging_twice(client, service, 
     assert events == [event.event_id, event.event_id]
     assert grant.replay is True and event.replay is True
     # Credited once and charged once, though the service handled each request twice.
-    assert client.get_balance(account_id).balance == Decimal(5) - GPT4O_COST
-    assert len(client.list_ledger(account_id).data) == 2
+    assert api.get_balance(account_id).balance == Decimal(5) - GPT4O_COST
+    assert len(api.list_ledger(account_id).data) == 2
 
 
-async def test_a_refused_connection_is_retried_until_the_service_listens(client, service, admin_key):
-    account_id = funded(client)
+async def test_a_refused_connection_is_retried_until_the_service_listens(api, service, admin_key):
+    account_id = funded(api)
     proxy = Proxy(service)
     threading.Timer(0.3, proxy.start).start()
     try:
@@ -379,7 +443,7 @@ async def test_a_refused_connection_is_retried_until_the_service_listens(client,
     assert event.cost == GPT4O_COST and len(proxy.attempts) == 1
 
 
-async def test_a_429_waits_for_its_retry_after(client, service, admin_key):
+async def test_a_429_waits_for_its_retry_after(api, service, admin_key):
     proxy = Proxy(service, ["busy"]).start()
     try:
         with Client(proxy.url, admin_key, retry=FAST) as limited:
@@ -412,8 +476,8 @@ async def test_retries_run_out_and_unsafe_writes_are_not_resent(service, admin_k
         proxy.stop()
 
 
-async def test_the_async_client_retries_with_the_same_event_id(client, service, admin_key):
-    account_id = funded(client)
+async def test_the_async_client_retries_with_the_same_event_id(api, service, admin_key):
+    account_id = funded(api)
     proxy = Proxy(service, ["drop", "fail"]).start()
     try:
         async with AsyncClient(proxy.url, admin_key, retry=FAST) as flaky:
@@ -421,22 +485,22 @@ async def test_the_async_client_retries_with_the_same_event_id(client, service, 
     finally:
         proxy.stop()
     assert [a.json()["event_id"] for a in proxy.attempts] == [event.event_id] * 3
-    assert client.get_balance(account_id).balance == Decimal(100) - GPT4O_COST
+    assert api.get_balance(account_id).balance == Decimal(100) - GPT4O_COST
 
 
 async def test_mistakes_are_refused_before_anything_is_sent(service, admin_key):
     proxy = Proxy(service).start()
     try:
-        with Client(proxy.url, admin_key) as client:
+        with Client(proxy.url, admin_key) as api:
             with pytest.raises(msgspec.ValidationError, match="input_token"):
-                client.record_batch([{"account_id": "a", "model": "gpt-4o", "input_token": 5}])
+                api.record_batch([{"account_id": "a", "model": "gpt-4o", "input_token": 5}])
             with pytest.raises(TypeError):
-                client.record_usage(account_id="a", model="gpt-4o", input_token=5)
+                api.record_usage(account_id="a", model="gpt-4o", input_token=5)
             with pytest.raises(TypeError, match="not both"):
-                client.record_usage(UsageEventIn(model="gpt-4o"), input_tokens=5)
+                api.record_usage(UsageEventIn(model="gpt-4o"), input_tokens=5)
             with pytest.raises(ValueError, match="max_events"):
-                client.batcher(max_events=1001)
-            hold = client.hold("a", "gpt-4o", input_tokens=1, max_output_tokens=1)
+                api.batcher(max_events=1001)
+            hold = api.hold("a", "gpt-4o", input_tokens=1, max_output_tokens=1)
             with pytest.raises(RuntimeError, match="not placed"):
                 hold.settle(input_tokens=1, output_tokens=1)
     finally:
@@ -444,24 +508,24 @@ async def test_mistakes_are_refused_before_anything_is_sent(service, admin_key):
     assert proxy.attempts == []
 
 
-async def test_a_hold_is_settled_once(client):
-    account_id = funded(client)
-    with client.hold(account_id, "gpt-4o", input_tokens=10, max_output_tokens=10) as hold:
+async def test_a_hold_is_settled_once(api):
+    account_id = funded(api)
+    with api.hold(account_id, "gpt-4o", input_tokens=10, max_output_tokens=10) as hold:
         hold.settle(input_tokens=10, output_tokens=10)
         with pytest.raises(RuntimeError, match="already settled"):
             hold.settle(input_tokens=10, output_tokens=10)
-    assert client.get_authorization(hold.id).status == "settled"
+    assert api.get_authorization(hold.id).status == "settled"
 
 
 # The batcher
 
 
-async def test_batcher_sends_every_n_events(client):
-    account_id = funded(client)
+async def test_batcher_sends_every_n_events(api):
+    account_id = funded(api)
     seen: list[BatchResult] = []
-    proxy = Proxy(client._core.base_url).start()
+    proxy = Proxy(api._core.base_url).start()
     try:
-        with Client(proxy.url, client._core.headers["X-API-Key"], retry=FAST) as counted:
+        with Client(proxy.url, api._core.headers["X-API-Key"], retry=FAST) as counted:
             batcher = counted.batcher(max_events=3, max_delay_ms=60_000, on_result=lambda e, r: seen.append(r))
             ids = [batcher.add(account_id=account_id, **GPT4O) for _ in range(7)]
             wait_for(lambda: batcher.report.created == 6)
@@ -471,12 +535,12 @@ async def test_batcher_sends_every_n_events(client):
         proxy.stop()
     assert [len(a.json()["events"]) for a in proxy.attempts] == [3, 3, 1]  # the last one on close
     assert sorted(r.event_id for r in seen) == sorted(ids)
-    assert client.get_balance(account_id).balance == Decimal(100) - 7 * GPT4O_COST
+    assert api.get_balance(account_id).balance == Decimal(100) - 7 * GPT4O_COST
 
 
-async def test_batcher_sends_after_max_delay(client):
-    account_id = funded(client)
-    with client.batcher(max_events=1000, max_delay_ms=300) as batcher:
+async def test_batcher_sends_after_max_delay(api):
+    account_id = funded(api)
+    with api.batcher(max_events=1000, max_delay_ms=300) as batcher:
         started = time.monotonic()
         batcher.add(account_id=account_id, **GPT4O)
         batcher.add(account_id=account_id, **GPT4O)
@@ -485,39 +549,39 @@ async def test_batcher_sends_after_max_delay(client):
     assert 0.3 <= elapsed < 5 and batcher.report.created == 2
 
 
-async def test_batcher_flushes_on_close_and_surfaces_rejected_events(client):
-    account_id = funded(client)
-    batcher = client.batcher(max_events=1000, max_delay_ms=60_000)
+async def test_batcher_flushes_on_close_and_surfaces_rejected_events(api):
+    account_id = funded(api)
+    batcher = api.batcher(max_events=1000, max_delay_ms=60_000)
     good = batcher.add(account_id=account_id, **GPT4O)
     bad = batcher.add(account_id=account_id, **{**GPT4O, "cached_input_tokens": 9999})
     lost = batcher.add(account_id="no-such-account", **GPT4O)
-    assert client.list_usage(account_id=account_id).data == []  # nothing sent yet
+    assert api.list_usage(account_id=account_id).data == []  # nothing sent yet
     report = batcher.close()
     assert report.created == 1 and report.batches == 1
     assert [(r.event.event_id, r.result.error.code) for r in report.rejected] == [
         (bad, "validation_error"),
         (lost, "account_not_found"),
     ]
-    assert [e.event_id for e in client.list_usage(account_id=account_id).data] == [good]
+    assert [e.event_id for e in api.list_usage(account_id=account_id).data] == [good]
     with pytest.raises(RuntimeError):
         batcher.add(account_id=account_id, **GPT4O)
 
 
-async def test_batcher_flushes_at_interpreter_exit(client, service, admin_key):
-    account_id = funded(client)
+async def test_batcher_flushes_at_interpreter_exit(api, service, admin_key):
+    account_id = funded(api)
     script = (
         "import sys, creditmeter\n"
-        "client = creditmeter.Client(sys.argv[1], sys.argv[2])\n"
-        "batcher = client.batcher(max_events=1000, max_delay_ms=600_000)\n"
+        "api = creditmeter.Client(sys.argv[1], sys.argv[2])\n"
+        "batcher = api.batcher(max_events=1000, max_delay_ms=600_000)\n"
         "for _ in range(3):\n"
         f"    batcher.add(account_id={account_id!r}, model='gpt-4o', input_tokens=10, output_tokens=5)\n"
         "# no close: the program just ends\n"
     )
     subprocess.run([sys.executable, "-c", script, service, admin_key], check=True, timeout=60)
-    assert len(client.list_usage(account_id=account_id).data) == 3
+    assert len(api.list_usage(account_id=account_id).data) == 3
 
 
-async def test_batcher_reports_a_batch_it_could_not_deliver(client, admin_key):
+async def test_batcher_reports_a_batch_it_could_not_deliver(api, admin_key):
     with Client(f"http://127.0.0.1:{free_port()}", admin_key, retry=Retry(max_retries=1, backoff=0.01)) as nowhere:
         batcher = nowhere.batcher(max_events=2, max_delay_ms=60_000)
         ids = [batcher.add(account_id="a", **GPT4O) for _ in range(2)]
@@ -526,8 +590,8 @@ async def test_batcher_reports_a_batch_it_could_not_deliver(client, admin_key):
         assert {r.result.error.code for r in report.rejected} == {"connection_error"}
 
 
-async def test_async_batcher_by_count_time_and_close(service, admin_key, client):
-    account_id = funded(client)
+async def test_async_batcher_by_count_time_and_close(service, admin_key, api):
+    account_id = funded(api)
     async with AsyncClient(service, admin_key, retry=FAST) as aclient:
         async with aclient.batcher(max_events=2, max_delay_ms=200) as batcher:
             for _ in range(5):
@@ -541,46 +605,46 @@ async def test_async_batcher_by_count_time_and_close(service, admin_key, client)
             assert batcher.report.created == 5
             batcher.add(account_id=account_id, **GPT4O)
         assert batcher.report.created == 6  # sent on leaving the block
-    assert client.get_balance(account_id).balance == Decimal(100) - 6 * GPT4O_COST
+    assert api.get_balance(account_id).balance == Decimal(100) - 6 * GPT4O_COST
 
 
 # Holds
 
 
-async def test_hold_settles_with_the_actual_usage(client):
-    account_id = funded(client)
-    with client.hold(account_id, "gpt-4o", input_tokens=2006, max_output_tokens=4000) as hold:
-        assert client.get_balance(account_id).pending == hold.authorization.amount > GPT4O_COST
+async def test_hold_settles_with_the_actual_usage(api):
+    account_id = funded(api)
+    with api.hold(account_id, "gpt-4o", input_tokens=2006, max_output_tokens=4000) as hold:
+        assert api.get_balance(account_id).pending == hold.authorization.amount > GPT4O_COST
         event = hold.settle(input_tokens=2006, cached_input_tokens=1920, output_tokens=300)
     assert event.authorization_id == hold.id and event.cost == GPT4O_COST
-    settled = client.get_authorization(hold.id)
+    settled = api.get_authorization(hold.id)
     assert settled.status == "settled" and settled.settled_amount == GPT4O_COST
-    balance = client.get_balance(account_id)
+    balance = api.get_balance(account_id)
     assert (balance.balance, balance.pending) == (Decimal(100) - GPT4O_COST, Decimal(0))
 
 
-async def test_hold_is_released_on_an_exception_or_without_settling(client):
-    account_id = funded(client)
+async def test_hold_is_released_on_an_exception_or_without_settling(api):
+    account_id = funded(api)
     with (
         pytest.raises(ZeroDivisionError),
-        client.hold(account_id, "gpt-4o", input_tokens=10, max_output_tokens=10) as h,
+        api.hold(account_id, "gpt-4o", input_tokens=10, max_output_tokens=10) as h,
     ):
         raise ZeroDivisionError("the upstream call failed")
-    assert client.get_authorization(h.id).status == "released"
-    with client.hold(account_id, "gpt-4o", input_tokens=10, max_output_tokens=10) as unused:
+    assert api.get_authorization(h.id).status == "released"
+    with api.hold(account_id, "gpt-4o", input_tokens=10, max_output_tokens=10) as unused:
         pass
-    assert client.get_authorization(unused.id).status == "released"
-    balance = client.get_balance(account_id)
+    assert api.get_authorization(unused.id).status == "released"
+    balance = api.get_balance(account_id)
     assert (balance.balance, balance.pending) == (Decimal(100), Decimal(0))
     with (
         pytest.raises(InsufficientCreditsError),
-        client.hold(account_id, "gpt-4o", input_tokens=10, max_output_tokens=10**8),
+        api.hold(account_id, "gpt-4o", input_tokens=10, max_output_tokens=10**8),
     ):
         pytest.fail("the block must not run without a hold")
 
 
-async def test_async_hold_settle_and_release(service, admin_key, client):
-    account_id = funded(client)
+async def test_async_hold_settle_and_release(service, admin_key, api):
+    account_id = funded(api)
     async with AsyncClient(service, admin_key, retry=FAST) as aclient:
         async with aclient.hold(account_id, "gpt-4o", input_tokens=2006, max_output_tokens=1000) as hold:
             event = await hold.settle(
@@ -596,7 +660,7 @@ async def test_async_hold_settle_and_release(service, admin_key, client):
             async with aclient.hold(account_id, "gpt-4o", input_tokens=10, max_output_tokens=10) as failed:
                 raise RuntimeError("upstream call failed")
         assert (await aclient.get_authorization(failed.id)).status == "released"
-    assert client.get_balance(account_id).balance == Decimal(100) - GPT4O_COST
+    assert api.get_balance(account_id).balance == Decimal(100) - GPT4O_COST
 
 
 # Provider responses
@@ -721,9 +785,9 @@ class GeminiResponse:
         "bedrock",
     ],
 )
-async def test_record_response_sends_the_provider_usage_as_is(client, response, provider, model, tokens, format_):
-    account_id = funded(client)
-    event = client.record_response(response, account_id=account_id, provider=provider, model=model, metadata={"k": "v"})
+async def test_record_response_sends_the_provider_usage_as_is(api, response, provider, model, tokens, format_):
+    account_id = funded(api)
+    event = api.record_response(response, account_id=account_id, provider=provider, model=model, metadata={"k": "v"})
     counts = (
         event.input_tokens,
         event.cached_input_tokens,
@@ -734,7 +798,7 @@ async def test_record_response_sends_the_provider_usage_as_is(client, response, 
     assert counts == tokens and event.usage_format == format_ and event.metadata == {"k": "v"}
     assert event.status == "charged" and event.cost > 0
     # The model string the response carried (or the one given) is the one reported.
-    [stored] = client.list_usage(account_id=account_id).data
+    [stored] = api.list_usage(account_id=account_id).data
     assert (stored.reported_model or stored.model) == (model or response_model(response))
 
 
@@ -744,8 +808,8 @@ def response_model(response) -> str:
     return getattr(response, "model", None) or response.model_version
 
 
-async def test_record_response_needs_a_model_and_a_usage(client):
+async def test_record_response_needs_a_model_and_a_usage(api):
     with pytest.raises(ValueError, match="model="):
-        client.record_response(BEDROCK, account_id="a", provider="bedrock")
+        api.record_response(BEDROCK, account_id="a", provider="bedrock")
     with pytest.raises(ValueError, match="no usage"):
-        client.record_response({"model": "gpt-4o", "choices": []}, account_id="a")
+        api.record_response({"model": "gpt-4o", "choices": []}, account_id="a")

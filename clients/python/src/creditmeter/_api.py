@@ -15,24 +15,38 @@ from creditmeter.models import (
     Account,
     AccountPage,
     Adjustment,
+    Alias,
+    AliasList,
     ApiKey,
     ApiKeyPage,
+    AuditPage,
     Authorization,
     Balance,
     BatchOut,
     CatalogModel,
     Comparison,
+    Envelope,
     Estimate,
     Grant,
     GrantPage,
     Health,
+    ImportResult,
     LedgerPage,
+    Margin,
+    MarginList,
     ModelList,
     ModelResolution,
+    OllamaModels,
     OpenAIModel,
     OpenAIModelList,
+    OpenRouterEmbeddings,
+    OpenRouterModels,
+    PriceVersion,
+    PriceVersionPage,
+    Provider,
     ProviderList,
     Reversal,
+    SyncResult,
     TrialBalance,
     UsageEvent,
     UsageEventIn,
@@ -75,6 +89,10 @@ class Operations:
 
     def _call(self, call: Call) -> Any:
         return self._run(self._core.exchange(call))
+
+    def _data(self, call: Call[Envelope]) -> Program:
+        answer = yield from self._core.exchange(call)
+        return answer.data
 
     # Service
 
@@ -335,6 +353,120 @@ class Operations:
         params = params_of(provider=provider)
         return self._call(Call("GET", f"/v1/models/{segment(model)}", OpenAIModel, params=params))
 
+    # Catalog administration (admin; price history and margins with ledger:read, aliases with catalog:read)
+
+    def create_provider(self, id: str, name: str, *, enabled: bool = True) -> Provider:
+        body = {"id": id, "name": name, "enabled": enabled}
+        # A second attempt after a lost answer would meet its own provider (409).
+        return self._call(Call("POST", "/catalog/providers", Provider, body=body, idempotent=False))
+
+    def update_provider(self, provider_id: str, *, name: str | None = None, enabled: bool | None = None) -> Provider:
+        """Rename a provider, or enable or disable it (a disabled one's models answer `provider_not_configured`)."""
+        body = body_of(name=name, enabled=enabled)
+        return self._call(Call("PATCH", f"/catalog/providers/{segment(provider_id)}", Provider, body=body))
+
+    def upsert_model(
+        self, provider: str, name: str, type: Literal["language", "embedding"] = "language", **fields: Any
+    ) -> CatalogModel:
+        """Create or update a model's metadata (`context_window`, `supports_tools`, `aliases`, ...)."""
+        body = body_of(provider=provider, name=name, type=type, **fields)
+        return self._call(Call("PUT", "/catalog/models", CatalogModel, body=body))
+
+    def add_price(
+        self,
+        model: str,
+        *,
+        input: Amount | None,
+        output: Amount | None = None,
+        cached_input: Amount | None = None,
+        cache_write: Amount | None = None,
+        cache_write_1h: Amount | None = None,
+        per_request: Amount | None = None,
+        tiers: Sequence[dict[str, Any]] | None = None,
+        variants: Sequence[dict[str, Any]] | None = None,
+        effective_from: datetime | None = None,
+        source: str | None = None,
+    ) -> PriceVersion:
+        """Add a price version: upstream USD per 1M tokens, effective now or from `effective_from`."""
+        rates = {
+            "output": output,
+            "cached_input": cached_input,
+            "cache_write": cache_write,
+            "cache_write_1h": cache_write_1h,
+            "per_request": per_request,
+        }
+        body = {"model": model, "input": None if input is None else exact(input)}
+        body |= body_of(**{name: exact(rate) for name, rate in rates.items() if rate is not None})
+        body |= body_of(tiers=tiers, variants=variants, effective_from=effective_from, source=source)
+        # Each attempt would add a version.
+        return self._call(Call("POST", "/catalog/prices", PriceVersion, body=body, idempotent=False))
+
+    def price_history(self, model: str) -> PriceVersionPage:
+        """Every price version of a model, oldest first."""
+        return self._call(Call("GET", "/catalog/prices", PriceVersionPage, params=params_of(model=model)))
+
+    def set_margin(
+        self,
+        scope: Literal["provider", "model"],
+        target: str,
+        margin: Amount | None,
+        *,
+        effective_from: datetime | None = None,
+    ) -> Margin:
+        """Override the default margin for a provider or a model (None: back to the default) from now on."""
+        body = {"scope": scope, "target": target, "margin": None if margin is None else exact(margin)}
+        body |= body_of(effective_from=effective_from)
+        return self._call(Call("PUT", "/catalog/margins", Margin, body=body, idempotent=False))
+
+    def list_margins(self) -> MarginList:
+        return self._call(Call("GET", "/catalog/margins", MarginList))
+
+    def add_alias(self, alias: str, model: str, *, provider: str | None = None) -> Alias:
+        """Name a model by a string only the operator knows; giving the same alias again answers the same."""
+        body = body_of(alias=alias, model=model, provider=provider)
+        return self._call(Call("POST", "/catalog/aliases", Alias, body=body))
+
+    def list_aliases(
+        self, *, model: str | None = None, source: Literal["catalog", "operator"] | None = None
+    ) -> AliasList:
+        return self._call(Call("GET", "/catalog/aliases", AliasList, params=params_of(model=model, source=source)))
+
+    def delete_alias(self, alias: str, *, provider: str | None = None) -> None:
+        path = f"/catalog/aliases/{segment(alias)}"
+        # Resent after it worked, it would answer 404.
+        return self._call(Call("DELETE", path, None, params=params_of(provider=provider), idempotent=False))
+
+    def import_catalog(self) -> ImportResult:
+        """Load the bundled default catalog: new models and changed prices are added, nothing is rewritten."""
+        return self._call(Call("POST", "/catalog/import", ImportResult))
+
+    def sync_catalog(
+        self,
+        *,
+        sources: Sequence[str] | None = None,
+        dry_run: bool = False,
+        curated: bool = False,
+        litellm_url: str | None = None,
+    ) -> SyncResult:
+        """Sync from upstream sources (`openrouter`, `ollama`, `litellm`, `genai-prices`); `dry_run`: the diff only."""
+        body = body_of(sources=list(sources) if sources else None, dry_run=dry_run, curated=curated)
+        body |= body_of(litellm_url=litellm_url)
+        return self._call(Call("POST", "/catalog/sync", SyncResult, body=body))
+
+    # Model pickers (catalog:read)
+
+    def openrouter_models(self, *, curated: bool = False) -> OpenRouterModels:
+        call = Call("GET", "/api/models/openrouter", Envelope[OpenRouterModels], params=params_of(curated=curated))
+        return self._run(self._data(call))
+
+    def openrouter_embeddings(self, *, curated: bool = False) -> OpenRouterEmbeddings:
+        params = params_of(curated=curated)
+        call = Call("GET", "/api/models/openrouter/embeddings", Envelope[OpenRouterEmbeddings], params=params)
+        return self._run(self._data(call))
+
+    def ollama_models(self) -> OllamaModels:
+        return self._run(self._data(Call("GET", "/api/models/ollama", Envelope[OllamaModels])))
+
     # API keys
 
     def create_api_key(
@@ -358,6 +490,10 @@ class Operations:
 
     def revoke_api_key(self, key_id: str) -> ApiKey:
         return self._call(Call("DELETE", f"/api-keys/{segment(key_id)}", ApiKey))
+
+    def api_key_audit(self, *, cursor: str | None = None, limit: int | None = None) -> AuditPage:
+        """Who created and revoked which key, oldest first."""
+        return self._call(Call("GET", "/api-keys/audit", AuditPage, params=params_of(cursor=cursor, limit=limit)))
 
 
 def response_event(

@@ -7,11 +7,12 @@ service does not break an older client."""
 import uuid
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 import msgspec
 
 MAX_BATCH = 1000  # events in one POST /usage/batch
+T = TypeVar("T")
 
 
 def new_event_id() -> str:
@@ -343,9 +344,10 @@ class VariantRates(msgspec.Struct, kw_only=True):
 
 
 class Pricing(msgspec.Struct, kw_only=True):
-    """Credit rates per 1M tokens, margin included (or, as `upstream`, the provider's USD rates)."""
+    """Credit rates per 1M tokens, margin included (or, as `upstream` and in price versions, the
+    provider's USD rates)."""
 
-    currency: str
+    currency: str | None = None
     input: Decimal | None = None
     output: Decimal | None = None
     cached_input: Decimal | None = None
@@ -452,6 +454,145 @@ class OpenAIModelList(msgspec.Struct):
     data: list[OpenAIModel]
 
 
+# Catalog administration
+
+
+class PriceVersion(Pricing, kw_only=True):
+    """A price version: the provider's USD rates per 1M tokens from `effective_from` on."""
+
+    id: int
+    model_id: str
+
+
+class PriceVersionPage(msgspec.Struct):
+    data: list[PriceVersion]
+    next_cursor: str | None = None
+
+
+class Margin(msgspec.Struct, kw_only=True):
+    id: int
+    scope: str
+    target: str
+    margin: Decimal | None
+    effective_from: datetime
+
+
+class MarginList(msgspec.Struct):
+    default_margin: Decimal
+    margins: list[Margin]
+
+
+class Alias(msgspec.Struct, kw_only=True):
+    alias: str
+    model: str
+    source: str
+    provider: str | None = None
+
+
+class AliasList(msgspec.Struct):
+    aliases: list[Alias]
+
+
+class ImportResult(msgspec.Struct, kw_only=True):
+    providers: int
+    models: int
+    models_changed: int
+    aliases_added: int
+    prices_added: int
+    source: str
+
+
+class SyncChange(msgspec.Struct, kw_only=True):
+    id: str
+    change: str
+    fields: list[str] = []
+    old_price: Pricing | None = None
+    new_price: Pricing | None = None
+    deprecation_date: date | None = None
+
+
+class SourceSyncResult(msgspec.Struct, kw_only=True):
+    name: str
+    source: str
+    dry_run: bool
+    provider: str | None = None
+    models_added: int = 0
+    models_updated: int = 0
+    prices_added: int = 0
+    models_deprecated: int = 0
+    unchanged: int = 0
+    detail: str | None = None
+    errors: list[str] = []
+    changes: list[SyncChange] = []
+
+
+class SyncResult(msgspec.Struct, kw_only=True):
+    synced_at: datetime
+    dry_run: bool
+    ok: bool
+    results: list[SourceSyncResult]
+
+
+# Model pickers: USD prices per token, margin included
+
+
+class Envelope(msgspec.Struct, Generic[T]):
+    """`{"success": true, "data": ...}`, the model pickers' shape."""
+
+    success: bool
+    data: T
+
+
+class TokenPricing(msgspec.Struct):
+    prompt: Decimal
+    completion: Decimal
+
+
+class OpenRouterModel(msgspec.Struct, kw_only=True):
+    id: str
+    name: str
+    provider: str
+    context: int | None = None
+    pricing: TokenPricing | None = None
+
+
+class OpenRouterModels(msgspec.Struct, kw_only=True):
+    models: list[OpenRouterModel]
+    source: str
+    total: int
+
+
+class OpenRouterEmbedding(msgspec.Struct, kw_only=True):
+    id: str
+    name: str
+    provider: str
+    dimensions: int | None = None
+    context: int | None = None
+    cost_per_million: str | None = None  # as displayed: "$0.028"
+
+
+class OpenRouterEmbeddings(msgspec.Struct, kw_only=True):
+    models: list[OpenRouterEmbedding]
+    source: str
+    total: int
+
+
+class OllamaModel(msgspec.Struct, kw_only=True):
+    id: str
+    name: str
+    parameter_size: str | None = None
+    quantization: str | None = None
+    family: str | None = None
+    size_mb: int | None = None
+
+
+class OllamaModels(msgspec.Struct, kw_only=True):
+    models: list[OllamaModel]
+    source: str
+    total: int
+    error: str | None = None
+
+
 # API keys
 
 
@@ -471,6 +612,20 @@ class ApiKey(msgspec.Struct, kw_only=True):
 
 class ApiKeyPage(msgspec.Struct):
     data: list[ApiKey]
+    next_cursor: str | None = None
+
+
+class AuditEntry(msgspec.Struct, kw_only=True):
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    target: str
+    details: dict[str, Any] = {}
+
+
+class AuditPage(msgspec.Struct):
+    data: list[AuditEntry]
     next_cursor: str | None = None
 
 

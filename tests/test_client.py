@@ -508,6 +508,16 @@ async def test_mistakes_are_refused_before_anything_is_sent(service, admin_key):
     assert proxy.attempts == []
 
 
+async def test_hold_settles_with_the_provider_response(api):
+    account_id = funded(api)
+    with api.hold(account_id, "gpt-4o", provider="openai", input_tokens=2006, max_output_tokens=1000) as hold:
+        response = ChatCompletion.model_validate(OPENAI_CHAT)  # the upstream call
+        event = hold.settle(response, metadata={"request": "r-1"})
+    assert (event.authorization_id, event.usage_format, event.provider) == (hold.id, "openai", "openai")
+    assert event.metadata == {"request": "r-1"} and event.input_tokens == 2006 and event.output_tokens == 300
+    assert api.get_authorization(hold.id).settled_amount == event.cost
+
+
 async def test_a_hold_is_settled_once(api):
     account_id = funded(api)
     with api.hold(account_id, "gpt-4o", input_tokens=10, max_output_tokens=10) as hold:
@@ -520,12 +530,12 @@ async def test_a_hold_is_settled_once(api):
 # The batcher
 
 
-async def test_batcher_sends_every_n_events(api):
+async def test_batcher_sends_every_n_events(api, service, admin_key):
     account_id = funded(api)
     seen: list[BatchResult] = []
-    proxy = Proxy(api._core.base_url).start()
+    proxy = Proxy(service).start()
     try:
-        with Client(proxy.url, api._core.headers["X-API-Key"], retry=FAST) as counted:
+        with Client(proxy.url, admin_key, retry=FAST) as counted:
             batcher = counted.batcher(max_events=3, max_delay_ms=60_000, on_result=lambda e, r: seen.append(r))
             ids = [batcher.add(account_id=account_id, **GPT4O) for _ in range(7)]
             wait_for(lambda: batcher.report.created == 6)

@@ -541,17 +541,20 @@ class HoldBase:
         recorded `UsageEvent` (awaitable on `AsyncClient`)."""
         if self.event is not None:
             raise RuntimeError(f"Hold {self.id} is already settled by event {self.event.event_id}")
-        common = {
+        call = {
             "authorization_id": self.id,
-            "provider": self.call.get("provider"),
             "service_tier": self.call.get("service_tier"),
             "region": self.call.get("region"),
         }
+        common = {name: value for name, value in call.items() if value is not None}
+        provider = self.call.get("provider")
         if response is not None:
-            fields = {key: value for key, value in common.items() if key != "provider"} | fields
-            event = response_event(response, self.account_id, self.call.get("provider"), None, fields)
+            model = fields.pop("model", None)
+            event = response_event(response, self.account_id, provider, model, common | fields)
         else:
-            event = UsageEventIn(**{"account_id": self.account_id, "model": self.model, **common, **fields})
+            event = UsageEventIn(
+                **({"account_id": self.account_id, "model": self.model, "provider": provider} | common | fields)
+            )
         return self._client._run(self._settle(event))
 
     def _settle(self, event: UsageEventIn) -> Program[UsageEvent]:

@@ -61,6 +61,10 @@ class Buffer:
         self.events.append(event)
         return event.event_id
 
+    def flush(self) -> None:
+        """Send what waits now, whatever its age (the events added later wait as usual)."""
+        self.flushing = bool(self.events)
+
     def due(self) -> bool:
         if not self.events:
             return False

@@ -142,7 +142,7 @@ class AsyncBatcher:
 
     async def flush(self) -> BatcherReport:
         """Send every queued event now, and wait until they are answered."""
-        self._buffer.flushing = True
+        self._buffer.flush()
         self._changed.set()
         await self._drained.wait()
         return self.report

@@ -132,7 +132,7 @@ class Batcher:
     def flush(self, timeout: float | None = None) -> BatcherReport:
         """Send every queued event now, and wait until they are answered."""
         with self._changed:
-            self._buffer.flushing = True
+            self._buffer.flush()
             self._changed.notify_all()
             if not self._changed.wait_for(lambda: self._buffer.drained, timeout):
                 raise TimeoutError("The batcher did not drain in time")

@@ -212,6 +212,8 @@ async def test_usage_estimates_and_holds_decode_to_typed_records(api):
     assert [e.event_id for e in page.data][:1] == ["e-1"] and page.next_cursor
     rest = api.list_usage(account_id=account_id, cursor=page.next_cursor)
     assert len(page.data) + len(rest.data) == 3 and rest.next_cursor is None
+    every = [e.event_id for e in api.paginate(api.list_usage, account_id=account_id, limit=1)]
+    assert every == [e.event_id for e in page.data + rest.data]
 
     estimate = api.estimate("gpt-4o", input_tokens=2006, cached_input_tokens=1920, output_tokens=300)
     assert estimate.credits == GPT4O_COST and sum(line.credits for line in estimate.breakdown) == GPT4O_COST
@@ -280,6 +282,7 @@ async def test_accounts_ledger_reports_catalog_and_keys(api):
     assert created.id in [k.id for k in api.list_api_keys(account_id=account_id).data]
     assert api.revoke_api_key(created.id).revoked_at is not None
     assert api.health().status == "ok" and api.ready().status == "ready"
+    assert "billing_usage_events_total" in api.metrics()
 
 
 async def test_async_client_shares_the_operations(service, admin_key):
@@ -291,6 +294,8 @@ async def test_async_client_shares_the_operations(service, admin_key):
         events = await asyncio.gather(*(api.record_usage(account_id=account_id, **GPT4O) for _ in range(3)))
         assert len({e.event_id for e in events}) == 3 and all(e.cost == GPT4O_COST for e in events)
         assert (await api.get_balance(account_id)).balance == Decimal(10) - 3 * GPT4O_COST
+        listed = [e.event_id async for e in api.paginate(api.list_usage, account_id=account_id, limit=2)]
+        assert sorted(listed) == sorted(e.event_id for e in events)
         assert (await api.estimate("gpt-4o", **{k: v for k, v in GPT4O.items() if k != "model"})).credits == (
             GPT4O_COST
         )

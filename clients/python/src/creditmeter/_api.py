@@ -104,6 +104,10 @@ class Operations:
         """Readiness: the service and its database answer (503, raised, otherwise)."""
         return self._call(Call("GET", "/ready", Health))
 
+    def metrics(self) -> str:
+        """The Prometheus metrics, as text."""
+        return self._call(Call("GET", "/metrics", str))
+
     # Usage
 
     def record_usage(self, event: UsageEventIn | dict[str, Any] | None = None, /, **fields: Any) -> UsageEvent:

@@ -3,6 +3,7 @@ too, awaited (they are written once, in _api.py)."""
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 from typing import Any, Self
 
@@ -54,6 +55,17 @@ class AsyncClient(Operations):
 
     def _run(self, program: Program) -> Any:
         return drive(program, self._http)
+
+    async def paginate(self, list_page: Callable[..., Any], /, **params: Any) -> AsyncIterator[Any]:
+        """As `Client.paginate`: `async for event in client.paginate(client.list_usage, account_id="acme")`."""
+        cursor = None
+        while True:
+            page = await list_page(cursor=cursor, **params)
+            for item in page.data:
+                yield item
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
 
     def hold(
         self,

@@ -3,6 +3,7 @@
 import atexit
 import threading
 import time
+from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Any, Self
 
@@ -37,6 +38,17 @@ class Client(Operations):
 
     def _run(self, program: Program) -> Any:
         return drive(program, self._http.send, time.sleep)
+
+    def paginate(self, list_page: Callable[..., Any], /, **params: Any) -> Iterator[Any]:
+        """Every item of a cursor-paginated list, fetching page after page as they are read:
+        `for event in client.paginate(client.list_usage, account_id="acme")`."""
+        cursor = None
+        while True:
+            page = list_page(cursor=cursor, **params)
+            yield from page.data
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
 
     def hold(
         self,

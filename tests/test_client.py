@@ -383,6 +383,7 @@ async def test_errors_are_typed_with_the_service_error_object(api, service, make
     with pytest.raises(UnprocessableEntityError) as info:
         api.record_usage(account_id=account_id, event_id="same", **{**GPT4O, "output_tokens": 301})
     assert (info.value.status, info.value.code, info.value.param) == (422, "idempotency_key_reused", "output_tokens")
+    assert info.value.error.type == "invalid_request_error" and "output_tokens" in info.value.error.message
 
     with pytest.raises(BadRequestError) as info:
         api.record_usage(account_id=account_id, **{**GPT4O, "cached_input_tokens": 5000})

@@ -111,7 +111,7 @@ def results_of(batch: list[UsageEventIn], outcome: BatchOut | Exception) -> list
     if isinstance(outcome, BatchOut):
         return sorted(outcome.results, key=lambda result: result.index)
     if isinstance(outcome, APIError):
-        error = ErrorObject(message=outcome.message, type=outcome.type, code=outcome.code, param=outcome.param)
+        error = outcome.error
     elif isinstance(outcome, CreditmeterError):
         error = ErrorObject(message=str(outcome), type="connection_error", code="connection_error")
     else:

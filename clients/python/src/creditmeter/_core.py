@@ -20,6 +20,7 @@ from creditmeter.models import ErrorObject
 
 T = TypeVar("T")
 USER_AGENT = "creditmeter-python/0.1.0"
+DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
 # The service answers 503 while its database is unavailable, with Retry-After; 502 and 504 come
 # from proxies in front of it.
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})

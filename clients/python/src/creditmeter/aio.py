@@ -11,10 +11,9 @@ import httpx
 
 from creditmeter._api import HoldBase, Operations, event_of
 from creditmeter._batching import BatcherReport, Buffer, OnResult, report_results, results_of
-from creditmeter._core import Core, Program, Retry, Sleep
+from creditmeter._core import DEFAULT_TIMEOUT, Core, Program, Retry, Sleep
 from creditmeter.errors import CreditmeterError
 from creditmeter.models import UsageEventIn
-from creditmeter.sync import DEFAULT_TIMEOUT
 
 
 async def drive(program: Program, http: httpx.AsyncClient) -> Any:

@@ -3,6 +3,8 @@ status, carrying the service's error object (`type`, `code`, `message`, `param`)
 
 import httpx
 
+from creditmeter.models import ErrorObject
+
 
 class CreditmeterError(Exception):
     """Every error this client raises."""
@@ -38,6 +40,11 @@ class APIError(CreditmeterError):
         self.param = param
         self.request_id = request_id
         self.response = response
+
+    @property
+    def error(self) -> ErrorObject:
+        """The service's error object, as it sent it."""
+        return ErrorObject(message=self.message, type=self.type, code=self.code, param=self.param)
 
 
 class BadRequestError(APIError):

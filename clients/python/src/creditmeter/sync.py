@@ -11,11 +11,9 @@ import httpx
 
 from creditmeter._api import HoldBase, Operations, event_of
 from creditmeter._batching import BatcherReport, Buffer, OnResult, report_results, results_of
-from creditmeter._core import Core, Program, Retry, drive
+from creditmeter._core import DEFAULT_TIMEOUT, Core, Program, Retry, drive
 from creditmeter.errors import CreditmeterError
 from creditmeter.models import UsageEventIn
-
-DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
 
 
 class Client(Operations):

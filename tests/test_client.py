@@ -608,17 +608,23 @@ async def test_batcher_reports_a_batch_it_could_not_deliver(api, admin_key):
 
 async def test_async_batcher_by_count_time_and_close(service, admin_key, api):
     account_id = funded(api)
+
+    async def until(condition) -> None:
+        for _ in range(1000):
+            if condition():
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError("timed out")
+
     async with AsyncClient(service, admin_key, retry=FAST) as aclient:
-        async with aclient.batcher(max_events=2, max_delay_ms=200) as batcher:
+        async with aclient.batcher(max_events=2, max_delay_ms=1000) as batcher:
+            started = time.monotonic()
             for _ in range(5):
                 batcher.add(account_id=account_id, **GPT4O)
-            for _ in range(200):  # two full batches go at once; the fifth event after 200 ms
-                if batcher.report.created == 4:
-                    break
-                await asyncio.sleep(0.01)
+            await until(lambda: batcher.report.created == 4)  # two full batches go at once
             assert batcher.report.batches == 2
-            await asyncio.sleep(0.4)
-            assert batcher.report.created == 5
+            await until(lambda: batcher.report.created == 5)  # the fifth event once it waited 1 s
+            assert time.monotonic() - started >= 1
             batcher.add(account_id=account_id, **GPT4O)
         assert batcher.report.created == 6  # sent on leaving the block
     assert api.get_balance(account_id).balance == Decimal(100) - 6 * GPT4O_COST

@@ -19,9 +19,10 @@ $(VENV)/.runtime: requirements.txt pyproject.toml | $(UV)
 	$(UV) pip install --quiet --python $(BIN)/python --no-deps -e .
 	@touch $@
 
-$(VENV)/.dev: requirements-dev.txt pyproject.toml | $(UV)
+# The Python client (clients/python) is installed too: its tests run against the service.
+$(VENV)/.dev: requirements-dev.txt pyproject.toml clients/python/pyproject.toml | $(UV)
 	$(UV) pip install --quiet --python $(BIN)/python -r requirements-dev.txt
-	$(UV) pip install --quiet --python $(BIN)/python --no-deps -e .
+	$(UV) pip install --quiet --python $(BIN)/python --no-deps -e . -e clients/python
 	@touch $@ $(VENV)/.runtime
 
 install: $(VENV)/.dev ## Create the virtual environment with the pinned dependencies

@@ -44,8 +44,10 @@ async def test_unknown_names_and_hints_resolve_nothing(client, reader):
     assert_error(await client.get("/models/resolve", headers=reader), 400, "validation_error")
 
 
-async def test_the_provider_that_served_the_call_sets_the_price(client, admin):
+async def test_the_provider_that_served_the_call_sets_the_price(client, admin, clock):
     """`deepseek/deepseek-chat` from OpenRouter is charged OpenRouter's price, not DeepSeek's direct one."""
+    # At 10:00 UTC, outside DeepSeek's off-peak hours (16:30 to 00:30 UTC, half price).
+    clock.advance(hours=(10 - clock.now().hour) % 24, minutes=-clock.now().minute)
     assert (await client.post("/accounts", json={"id": "acme", "name": "Acme"}, headers=admin)).status_code == 201
     call = {"account_id": "acme", "model": "deepseek/deepseek-chat", "input_tokens": 1_000_000, "output_tokens": 0}
     direct = await client.post("/usage", json={"event_id": "d", **call}, headers=admin)

@@ -48,32 +48,24 @@ async def list_accounts(
 # `lock_accounts`: every writer locks the accounts it touches first, in id order, so concurrent
 # writers queue per account instead of deadlocking.
 
-ACCOUNT_ROWS = (
-    "SELECT id, balance, overdraft_limit, next_expiry_at, low_balance_threshold, low_balance_armed FROM accounts "
-    "WHERE id = ANY($1::text[]) ORDER BY id"
-)
-
 
 async def lock_accounts(conn: asyncpg.Connection, account_ids: list[str]) -> list[asyncpg.Record]:
-    ids = sorted(set(account_ids))
     return await lock_each(
-        conn, "SELECT FROM accounts WHERE id = $1 FOR UPDATE", [(account_id,) for account_id in ids], ACCOUNT_ROWS, ids
+        conn,
+        "SELECT id, balance, overdraft_limit, next_expiry_at, low_balance_threshold, low_balance_armed FROM accounts "
+        "WHERE id = $1 FOR UPDATE",
+        [(account_id,) for account_id in sorted(set(account_ids))],
     )
 
 
-async def lock_each(
-    conn: asyncpg.Connection, lock: str, per_account: list[tuple], read: str, *args: object
-) -> list[asyncpg.Record]:
-    """The rows of `read`, locked by running `lock` once per account of `per_account`, in its order
-    (account order). One statement per account, as a distributed database needs: each runs on its
-    account's node, where a statement over several would lock them in no set order. The statements
-    go in one pipeline, so several accounts cost one round trip more than one account, whatever
-    their number; one account is read and locked by `read` alone."""
+async def lock_each(conn: asyncpg.Connection, query: str, per_account: list[tuple]) -> list[asyncpg.Record]:
+    """The rows of a locking `query` run once per account of `per_account`, in its order (account
+    order). One statement per account, as a distributed database needs: each runs on its account's
+    node, where a statement over several would lock them in no set order. The statements go in one
+    pipeline: one round trip, whatever the number of accounts."""
     if len(per_account) == 1:
-        return await conn.fetch(f"{read} FOR UPDATE", *args)
-    if per_account:
-        await conn.executemany(lock, per_account)
-    return await conn.fetch(read, *args)
+        return await conn.fetch(query, *per_account[0])
+    return await conn.fetchmany(query, per_account) if per_account else []
 
 
 POST_ENTRIES = f"""
@@ -290,12 +282,8 @@ async def lock_authorizations(conn: asyncpg.Connection, holds: list[tuple[str, s
         by_account.setdefault(account_id, []).append(hold_id)
     return await lock_each(
         conn,
-        "SELECT FROM authorizations WHERE account_id = $1 AND id = ANY($2::text[]) ORDER BY id FOR UPDATE",
+        "SELECT * FROM authorizations WHERE account_id = $1 AND id = ANY($2::text[]) ORDER BY id FOR UPDATE",
         list(by_account.items()),
-        "SELECT * FROM authorizations WHERE (account_id, id) IN (SELECT * FROM unnest($1::text[], $2::text[])) "
-        "ORDER BY account_id, id",
-        [account_id for account_id, _ in holds],
-        [hold_id for _, hold_id in holds],
     )
 
 

@@ -16,7 +16,6 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app import db
-from app.auth import ApiKeyMiddleware, KeyCache, KeyChanges, LastUsed, RateLimiter, last_used_tracking, require_scope
 from app.bodies import JsonRequest
 from app.catalog import sync
 from app.catalog.endpoints import (
@@ -33,6 +32,15 @@ from app.config import Settings
 from app.db import Db
 from app.errors import EXCEPTION_HANDLERS, UNAVAILABLE, database_cause, error_body
 from app.estimates.endpoints import EstimateController
+from app.keys.auth import (
+    ApiKeyMiddleware,
+    KeyCache,
+    KeyChanges,
+    LastUsed,
+    RateLimiter,
+    last_used_tracking,
+    require_scope,
+)
 from app.keys.endpoints import KeyController
 from app.ledger.endpoints import AccountController, AuthorizationController
 from app.ledger.service import expire_due_grants

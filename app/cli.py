@@ -357,8 +357,8 @@ def keys_list() -> None:
 def keys_revoke(key: str) -> None:
     """Revoke a key; it stops working at once. KEY is its 12-character id, its `cmk_<id>` prefix (both as
     `billing keys list` shows them) or the whole secret key."""
-    from app.auth import KeyChanges
     from app.keys import service as key_service
+    from app.keys.auth import KeyChanges
 
     key_id = key_id_of(key)
     if key_id is None:
@@ -603,7 +603,7 @@ def rate() -> None:
 @main.command()
 def reconcile() -> None:
     """Check every ledger invariant; exits 1 naming each violation."""
-    from app.ledger.reconcile import reconcile as check
+    from app.reconcile import reconcile as check
 
     report = run_command(check)
     for account, balance in report.system_balances.items():

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import text
 
-from app.auth import KeyCache, KeyChanges, LastUsed
+from app.keys.auth import KeyCache, KeyChanges, LastUsed
 from tests.helpers import assert_error
 
 
@@ -157,7 +157,7 @@ def test_key_changes_are_shared_through_a_file(tmp_path):
     before = ours.read()
     # Another process of this host, as the CLI is.
     code = (
-        "import sys; from pathlib import Path; from app.auth import KeyChanges; "
+        "import sys; from pathlib import Path; from app.keys.auth import KeyChanges; "
         "KeyChanges(Path(sys.argv[1])).announce()"
     )
     subprocess.run([sys.executable, "-c", code, str(path)], check=True)

@@ -43,8 +43,8 @@ from app import pricing
 from app.asgi import create_app
 from app.keys import service as key_service
 from app.keys.schemas import KeyCreate
-from app.ledger.reconcile import reconcile
 from app.ledger.service import expire_due_grants
+from app.reconcile import reconcile
 from tests.helpers import KEEP_TABLES
 
 NANO = Decimal("0.000000001")

@@ -13,8 +13,8 @@ from sqlalchemy import text
 
 from app.cli import main
 from app.clock import FixedClock
-from app.ledger.reconcile import reconcile
 from app.ledger.service import expire_due_grants
+from app.reconcile import reconcile
 
 
 @pytest.fixture

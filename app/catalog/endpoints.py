@@ -8,7 +8,6 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from litestar.response import Response
 
-from app.auth import Principal
 from app.catalog import importer, listings, repository, service, sync
 from app.catalog.schemas import (
     AliasCreate,
@@ -40,6 +39,7 @@ from app.catalog.schemas import (
 from app.catalog.service import Catalog, CatalogStore
 from app.db import Db
 from app.errors import InvalidRequest, NotFound
+from app.keys.schemas import Principal
 from app.openapi import errors
 from app.pagination import Page
 

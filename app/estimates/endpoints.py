@@ -4,11 +4,11 @@ from typing import Any
 from litestar import Controller, Request, post
 from litestar.params import JSONBody
 
-from app.auth import Principal
 from app.db import Db
 from app.errors import Forbidden, InvalidRequest, NotFound
 from app.estimates import service
 from app.estimates.schemas import Comparison, Estimate, EstimateIn, Funds
+from app.keys.schemas import Principal
 from app.ledger import repository as ledger_repository
 from app.money import money
 from app.openapi import errors

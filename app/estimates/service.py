@@ -8,11 +8,10 @@ from decimal import Decimal
 from app import pricing
 from app.catalog.resolve import bedrock_region
 from app.catalog.service import Catalog, exact
-from app.errors import AppError, InvalidRequest
+from app.errors import AppError, InvalidRequest, error_object
 from app.estimates.schemas import Comparison, Estimate, EstimateIn, Line, Unavailable
 from app.money import money
 from app.usage import reported
-from app.usage.service import error_object
 
 
 def usage_of(data: EstimateIn) -> pricing.Usage:

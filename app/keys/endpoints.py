@@ -4,10 +4,9 @@ from typing import Any
 from litestar import Controller, Request, delete, get, post
 from litestar.params import FromPath, FromQuery, JSONBody
 
-from app.auth import Principal
 from app.db import Db
 from app.keys import repository, service
-from app.keys.schemas import AuditEntry, CreatedKey, Key, KeyCreate
+from app.keys.schemas import AuditEntry, CreatedKey, Key, KeyCreate, Principal
 from app.openapi import errors
 from app.pagination import DEFAULT_LIMIT, Page, check_limit, decode_cursor, page
 

@@ -3,9 +3,9 @@ from datetime import UTC, datetime
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.auth import KEY_PREFIX, hash_key, new_key
 from app.errors import InvalidRequest, NotFound
 from app.keys import repository
+from app.keys.format import KEY_PREFIX, hash_key, new_key
 from app.keys.schemas import CreatedKey, Key, KeyCreate
 from app.ledger import repository as ledger_repository
 from app.times import utc

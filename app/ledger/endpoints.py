@@ -8,10 +8,10 @@ from litestar.response import Response
 
 from app import db as database
 from app import idempotency
-from app.auth import Principal
 from app.db import Db
 from app.errors import InvalidRequest, NotFound
 from app.exports import Format, csv_response, to_csv, wants_csv
+from app.keys.schemas import Principal
 from app.ledger import repository, service
 from app.ledger.schemas import (
     Account,

@@ -9,10 +9,10 @@ from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app import db, idempotency
-from app.auth import Principal
 from app.catalog.resolve import bedrock_region
 from app.catalog.service import Catalog
 from app.errors import AppError, Conflict, InvalidRequest, NotFound
+from app.keys.schemas import Principal
 from app.ledger import repository
 from app.ledger.schemas import (
     Account,

@@ -8,15 +8,15 @@ from litestar.params import FromQuery, JSONBody, QueryParameter
 from litestar.response import Response
 
 from app import db
-from app.auth import Principal
 from app.db import Db
-from app.errors import AppError, InvalidRequest
+from app.errors import AppError, InvalidRequest, error_object
+from app.keys.schemas import Principal
 from app.observability import EVENTS
 from app.openapi import errors
 from app.pagination import DEFAULT_LIMIT, Page, check_limit, decode_cursor, page
 from app.times import aware
 from app.usage import reported, repository, service
-from app.usage.schemas import BatchIn, BatchOut, BatchResult, UsageEvent, UsageIn
+from app.usage.schemas import BatchIn, BatchOut, BatchResult, Prepared, UsageEvent, UsageIn
 
 AnyRequest = Request[Principal, str, Any]
 UNRATED = {
@@ -28,7 +28,7 @@ UNRATED = {
 }
 
 
-def prepare(request: AnyRequest, event: UsageIn) -> service.Prepared:
+def prepare(request: AnyRequest, event: UsageIn) -> Prepared:
     state = request.app.state
     return service.prepare(event, request.user, state.catalog.catalog, state.clock.now())
 
@@ -66,7 +66,7 @@ class UsageController(Controller):
 
     async def _record_batch(self, request: AnyRequest, data: BatchIn) -> BatchOut:
         results: list[BatchResult | None] = [None] * len(data.events)
-        ready: list[tuple[int, service.Prepared]] = []
+        ready: list[tuple[int, Prepared]] = []
         state = request.app.state
         # One request, one moment and one catalog snapshot: events without an `occurred_at` all
         # happened when the batch arrived.
@@ -76,13 +76,13 @@ class UsageController(Controller):
                 ready.append((index, service.prepare(decode_event(item), principal, catalog, now)))
             except AppError as error:
                 event_id = item.get("event_id") if isinstance(item.get("event_id"), str) else None
-                results[index] = BatchResult(index, "error", event_id, error=service.error_object(error))
+                results[index] = BatchResult(index, "error", event_id, error=error_object(error))
         events = [event for _, event in ready]
         outcomes = await db.transaction(state.pool, lambda conn: service.record(conn, events, state.clock.now()))
         finance = request.user.is_finance
         for (index, event), outcome in zip(ready, outcomes, strict=True):
             if outcome.status == "error":
-                results[index] = BatchResult(index, "error", event.event_id, error=service.error_object(outcome.error))
+                results[index] = BatchResult(index, "error", event.event_id, error=error_object(outcome.error))
             else:
                 view = service.for_audience(outcome.event, finance)
                 results[index] = BatchResult(index, outcome.status, event.event_id, event=view)

@@ -1,5 +1,4 @@
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 import asyncpg
 from sqlalchemy import (
@@ -22,9 +21,7 @@ from sqlalchemy.sql.functions import count
 
 from app.db import numerics
 from app.tables import ledger_entries, unrated_usage, usage_events
-
-if TYPE_CHECKING:
-    from app.usage.service import Prepared
+from app.usage.schemas import Prepared
 
 EVENT_COLUMNS = (
     "account_id", "event_id", "model_id", "price_id", "margin", "credits_per_usd", "input_tokens", "output_tokens",
@@ -120,14 +117,14 @@ INSERT_UNRATED = """
 """
 
 
-async def insert_unrated(conn: asyncpg.Connection, events: list["Prepared"], now: datetime) -> None:
+async def insert_unrated(conn: asyncpg.Connection, events: list[Prepared], now: datetime) -> None:
     """Store events the catalog cannot price yet: no ledger entry, no rollup."""
     columns = [[getattr(event, name) for event in events] for name in UNRATED_COLUMNS]
     await conn.execute(INSERT_UNRATED, *columns, now)
 
 
 async def insert(
-    conn: asyncpg.Connection, events: list[tuple["Prepared", bool]], now: datetime
+    conn: asyncpg.Connection, events: list[tuple[Prepared, bool]], now: datetime
 ) -> dict[tuple[str, str], int]:
     """Insert new events in one statement; returns their ids by (account_id, event_id)."""
     if not events:

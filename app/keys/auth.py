@@ -1,4 +1,5 @@
-"""API-key authentication, the request's principal, and the scope guard."""
+"""API-key authentication: the key cache and its change signals, the middleware, the rate limit and the
+scope guard. The request's principal is a record, in app/keys/schemas.py."""
 
 import asyncio
 import contextlib
@@ -11,7 +12,6 @@ import os
 import secrets
 import tempfile
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,9 +23,10 @@ from sqlalchemy import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db import plain_dsn
-from app.errors import AppError, Forbidden, NotFound, Unauthenticated
+from app.errors import AppError, Forbidden, Unauthenticated
 from app.keys import repository
-from app.keys.format import KEY_ID_LENGTH, KEY_PREFIX
+from app.keys.format import KEY_ID_LENGTH, KEY_PREFIX, hash_key
+from app.keys.schemas import Principal
 
 log = logging.getLogger("app.auth")
 
@@ -37,40 +38,6 @@ KEY_CACHE_SECONDS = 60
 KEY_CACHE_SIZE = 10_000
 # The listening connection is checked this often; while it is down nothing is cached.
 LISTEN_CHECK_SECONDS = 10
-
-
-def new_key() -> tuple[str, str]:
-    """A fresh (key id, full secret key); the id is public and also the key's lookup handle."""
-    key_id = secrets.token_hex(KEY_ID_LENGTH // 2)
-    return key_id, f"{KEY_PREFIX}{key_id}{secrets.token_urlsafe(32)}"
-
-
-def hash_key(key: str) -> bytes:
-    # The secret carries 256 random bits, so a fast hash is as strong as a slow one here.
-    return hashlib.sha256(key.encode()).digest()
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    key_id: str
-    scopes: frozenset[str]
-    account_id: str | None
-
-    def has(self, scope: str) -> bool:
-        return "admin" in self.scopes or scope in self.scopes
-
-    @property
-    def is_finance(self) -> bool:
-        """Upstream costs and margins are for operator and finance keys only."""
-        return self.has("ledger:read")
-
-    def account(self, account_id: str | None) -> str | None:
-        """The account this request may act for; another account's id looks like an unknown one."""
-        if self.account_id is None:
-            return account_id
-        if account_id is not None and account_id != self.account_id:
-            raise NotFound(f"Account '{account_id}' not found", code="account_not_found")
-        return self.account_id
 
 
 def read_key(connection: ASGIConnection) -> str | None:

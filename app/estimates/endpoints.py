@@ -1,16 +1,13 @@
-from decimal import Decimal
 from typing import Any
 
 from litestar import Controller, Request, post
 from litestar.params import JSONBody
 
 from app.db import Db
-from app.errors import Forbidden, InvalidRequest, NotFound
+from app.errors import Forbidden, InvalidRequest
 from app.estimates import service
-from app.estimates.schemas import Comparison, Estimate, EstimateIn, Funds
+from app.estimates.schemas import Comparison, Estimate, EstimateIn
 from app.keys.schemas import Principal
-from app.ledger import repository as ledger_repository
-from app.money import money
 from app.openapi import errors
 from app.usage import reported
 
@@ -43,12 +40,6 @@ class EstimateController(Controller):
             ):
                 # A balance is ledger data: a catalog-only key acting for any account may not read one.
                 raise Forbidden("Checking an account's funds needs the `ledger:read` or `usage:write` scope")
-            account_id = request.user.account(data.account_id)
             async with db.connect() as conn:
-                row = await ledger_repository.get_account(conn, account_id, now)
-            if row is None:
-                raise NotFound(f"Account '{account_id}' not found", code="account_not_found", param="account_id")
-            available = row.balance - row.pending
-            for view in estimates:
-                view.account = Funds(account_id, money(available), Decimal(view.credits) <= available)
+                await service.add_funds(conn, estimates, request.user.account(data.account_id), now)
         return result

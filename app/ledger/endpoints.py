@@ -1,16 +1,15 @@
 from datetime import datetime
 from typing import Annotated
 
-import msgspec
 from litestar import Controller, Request, get, post
 from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
 from litestar.response import Response
 
 from app import db as database
-from app import idempotency
 from app.db import Db
 from app.errors import InvalidRequest, NotFound
 from app.exports import Format, csv_response, to_csv, wants_csv
+from app.idempotency import respond
 from app.keys.schemas import Principal
 from app.ledger import repository, service
 from app.ledger.schemas import (
@@ -82,12 +81,12 @@ class AccountController(Controller):
         """Add credits, optionally expiring; with an `Idempotency-Key`, a retry gets the first answer."""
         state = request.app.state
         account_id = request.user.account(account_id)
-        status, body = await database.transaction(
-            state.pool,
-            lambda conn: service.create_grant(conn, account_id, data, state.clock.now(), idempotency_key),
+        return respond(
+            await database.transaction(
+                state.pool,
+                lambda conn: service.create_grant(conn, account_id, data, state.clock.now(), idempotency_key),
+            )
         )
-        headers = {"Idempotent-Replayed": "true"} if status == 200 else {}
-        return Response(body, status_code=status, headers=headers)
 
     @post("/{account_id:str}/adjustments", opt={"scope": "admin"}, status_code=201)
     async def create_adjustment(
@@ -100,10 +99,11 @@ class AccountController(Controller):
         """Credit (positive `amount`) or debit (negative) an account, with a reason; idempotent with a key."""
         state = request.app.state
         account_id = request.user.account(account_id)
-        status, body = await database.transaction(
-            state.pool, lambda conn: service.adjust(conn, account_id, data, state.clock.now(), idempotency_key)
+        return respond(
+            await database.transaction(
+                state.pool, lambda conn: service.adjust(conn, account_id, data, state.clock.now(), idempotency_key)
+            )
         )
-        return Response(body, status_code=status, headers={"Idempotent-Replayed": "true"} if status == 200 else {})
 
     @post("/{account_id:str}/reversals", opt={"scope": "admin"}, status_code=201, responses=errors(409))
     async def create_reversal(
@@ -112,10 +112,11 @@ class AccountController(Controller):
         """Give back what a usage event was charged, as a new entry; reversing it again replays the first answer."""
         state = request.app.state
         account_id = request.user.account(account_id)
-        status, body = await database.transaction(
-            state.pool, lambda conn: service.reverse(conn, account_id, data, state.clock.now())
+        return respond(
+            await database.transaction(
+                state.pool, lambda conn: service.reverse(conn, account_id, data, state.clock.now())
+            )
         )
-        return Response(body, status_code=status, headers={"Idempotent-Replayed": "true"} if status == 200 else {})
 
     @get("/{account_id:str}/grants", opt={"scope": "ledger:read"})
     async def list_grants(
@@ -190,23 +191,14 @@ class AuthorizationController(Controller):
         account_id = request.user.account(data.account_id)
         if account_id is None:
             raise InvalidRequest("`account_id` is required for a key not bound to an account", param="account_id")
-
-        async def work(conn):
-            scope = f"authorization:{account_id}"
-            if idempotency_key is not None:
-                replay = await idempotency.claim(conn, scope, idempotency_key, msgspec.to_builtins(data))
-                if replay is not None:
-                    return replay.status, replay.body
-            body = msgspec.to_builtins(
-                await service.authorize(conn, account_id, data, state.catalog.catalog, state.clock.now())
+        return respond(
+            await database.transaction(
+                state.pool,
+                lambda conn: service.authorize(
+                    conn, account_id, data, state.catalog.catalog, state.clock.now(), idempotency_key
+                ),
             )
-            if idempotency_key is not None:
-                await idempotency.remember(conn, scope, idempotency_key, 201, body)
-            return 201, body
-
-        status, body = await database.transaction(state.pool, work)
-        headers = {"Idempotent-Replayed": "true"} if status == 200 else {}
-        return Response(body, status_code=status, headers=headers)
+        )
 
     @post("/{authorization_id:str}/release", status_code=200, responses=errors(409))
     async def release_authorization(

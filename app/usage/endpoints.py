@@ -10,6 +10,7 @@ from litestar.response import Response
 from app import db
 from app.db import Db
 from app.errors import AppError, InvalidRequest, error_object
+from app.idempotency import Result, respond
 from app.keys.schemas import Principal
 from app.observability import EVENTS
 from app.openapi import errors
@@ -47,12 +48,10 @@ class UsageController(Controller):
         if outcome.status == "error":
             raise outcome.error
         event = service.for_audience(outcome.event, request.user.is_finance)
-        if outcome.status == "duplicate":
-            return Response(event, status_code=200, headers={"Idempotent-Replayed": "true"})
         if outcome.status == "unrated":
             request.app.state.rater.waiting(outcome.event)
             return Response(event, status_code=202)
-        return Response(event, status_code=201)
+        return respond(Result(event, replayed=outcome.status == "duplicate"))
 
     @post("/batch", opt={"scope": "usage:write"}, status_code=200)
     async def record_batch(self, request: AnyRequest, data: JSONBody[BatchIn]) -> Response[BatchOut]:

@@ -12,13 +12,14 @@ import signal
 import sys
 import threading
 from collections.abc import Awaitable, Callable, Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 import click
 
+from app.clock import Clock
 from app.config import SYNC_SOURCES, Settings, SettingsError
 from app.keys.format import SCOPES, key_id_of
 
@@ -26,6 +27,9 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
 
     from app.catalog.schemas import ImportResult, SyncChange
+
+# The commands' business time: the system clock, read through a Clock as the app reads it.
+CLOCK = Clock()
 
 T = TypeVar("T")
 
@@ -256,7 +260,9 @@ async def bootstrap_admin_key(conn: AsyncConnection) -> str | None:
 
     if await key_repository.has_active_admin(conn):
         return None
-    created = await key_service.create(conn, KeyCreate(name="bootstrap admin", scopes=["admin"]), actor="cli:serve")
+    created = await key_service.create(
+        conn, KeyCreate(name="bootstrap admin", scopes=["admin"]), actor="cli:serve", now=CLOCK.now()
+    )
     return created.key
 
 
@@ -309,9 +315,7 @@ def accounts_list() -> None:
     from app.pagination import MAX_LIMIT
 
     rows = run_command(
-        lambda conn: ledger_repository.list_accounts(
-            conn, only=None, after=None, limit=MAX_LIMIT, now=datetime.now(UTC)
-        )
+        lambda conn: ledger_repository.list_accounts(conn, only=None, after=None, limit=MAX_LIMIT, now=CLOCK.now())
     )
     for row in rows:
         click.echo(msgspec.json.encode(ledger_service.to_account(row)).decode())
@@ -333,7 +337,7 @@ def keys_create(name: str, scopes: tuple[str, ...], account_id: str | None, expi
     from app.keys.schemas import KeyCreate
 
     data = KeyCreate(name=name, scopes=list(scopes), account_id=account_id, expires_at=expires_at)
-    created = run_command(lambda conn: key_service.create(conn, data, actor="cli"))
+    created = run_command(lambda conn: key_service.create(conn, data, actor="cli", now=CLOCK.now()))
     click.echo(f"id: {created.id}  scopes: {','.join(created.scopes)}  account: {created.account_id or '-'}")
     click.echo(created.key)
 
@@ -397,7 +401,7 @@ def read_catalog_file(path: Path | None = None) -> dict[str, Any]:
 async def import_catalog_data(conn: AsyncConnection, data: dict[str, Any], label: str) -> ImportResult:
     from app.catalog.importer import import_catalog
 
-    return await import_catalog(conn, data, at=datetime.now(UTC), label=label)
+    return await import_catalog(conn, data, at=CLOCK.now(), label=label)
 
 
 async def import_default_catalog(conn: AsyncConnection) -> ImportResult:
@@ -501,7 +505,7 @@ def catalog_sync(names: tuple[str, ...], dry_run: bool, curated: bool, litellm_f
             bar.update(sum(d for d, _ in steps.values()) - bar.pos)
 
         async def work(conn: AsyncConnection):
-            at = datetime.now(UTC)
+            at = CLOCK.now()
             return await sync_catalog(
                 conn,
                 upstreams,
@@ -567,7 +571,7 @@ def rate_waiting(url: str, settings: Settings) -> tuple[Any, list]:
                 await conn.execution_options(isolation_level="REPEATABLE READ")
                 data = await catalog_repository.load_all(conn)
             catalog = build_catalog(data, settings.default_margin, settings.credits_per_usd)
-            result = await rating.rate(pool, catalog, lambda: datetime.now(UTC))
+            result = await rating.rate(pool, catalog, CLOCK.now)
             async with pool.acquire() as conn:
                 waiting = await usage_repository.unrated_summary(conn)
             return result, waiting

@@ -134,6 +134,7 @@ def make_key(conn_engine: AsyncEngine) -> Callable[..., Awaitable[str]]:
                 conn,
                 KeyCreate(name=name, scopes=list(scopes), account_id=account_id, expires_at=expires_at),
                 actor="test",
+                now=datetime.now(UTC),
             )
         return created.key
 

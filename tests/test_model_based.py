@@ -925,7 +925,9 @@ async def reset_database(engine) -> str:
         tables = (await conn.execute(text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'"))).scalars()
         names = ", ".join(f'"{name}"' for name in tables if name not in KEEP_TABLES)
         await conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-        created = await key_service.create(conn, KeyCreate(name="model admin", scopes=["admin"]), actor="test")
+        created = await key_service.create(
+            conn, KeyCreate(name="model admin", scopes=["admin"]), actor="test", now=datetime.now(UTC)
+        )
     return created.key
 
 

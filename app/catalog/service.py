@@ -10,7 +10,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Context, Decimal
 from typing import Any
 
@@ -43,6 +43,7 @@ from app.catalog.schemas import (
     VariantIn,
     VariantRates,
 )
+from app.clock import Clock
 from app.db import plain_dsn
 from app.errors import Conflict, InvalidRequest, NotFound
 from app.pricing import (
@@ -461,8 +462,11 @@ class CatalogStore:
 
     Encoded bodies are cached per catalog version, so a catalog read is a dictionary lookup."""
 
-    def __init__(self, engine: AsyncEngine, default_margin: Decimal, credits_per_usd: Decimal) -> None:
+    def __init__(
+        self, engine: AsyncEngine, default_margin: Decimal, credits_per_usd: Decimal, clock: Clock | None = None
+    ) -> None:
         self.engine = engine
+        self.clock = clock or Clock()
         self.default_margin = default_margin
         self.credits_per_usd = credits_per_usd
         self.catalog: Catalog | None = None
@@ -489,7 +493,7 @@ class CatalogStore:
 
     def _forget_bodies(self) -> None:
         self.bodies = {}
-        moment = now()
+        moment = self.clock.now()
         upcoming = [
             p.effective_from for m in self.catalog.models.values() for p in m.prices if p.effective_from > moment
         ]
@@ -500,7 +504,7 @@ class CatalogStore:
         """(encoded body, ETag, whether gzip-compressed) for a view of the current catalog, rendered
         once per version. With `gzipped`, a body worth compressing comes compressed (once too), with
         an ETag of its own: the list of models is 1.8 MB of JSON and 0.1 MB gzipped."""
-        if self.valid_until is not None and now() >= self.valid_until:
+        if self.valid_until is not None and self.clock.now() >= self.valid_until:
             self._forget_bodies()
         cached = self.bodies.get(key)
         if cached is None:
@@ -537,10 +541,6 @@ class CatalogStore:
                 if conn is not None:
                     with contextlib.suppress(Exception):
                         await conn.close()
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 # Admin writes. Each runs in the caller's transaction; the trigger on the catalog tables bumps the
@@ -617,7 +617,7 @@ async def upsert_model(conn: AsyncConnection, catalog: Catalog, data: ModelUpser
     return model_id
 
 
-async def add_price(conn: AsyncConnection, catalog: Catalog, data: PriceCreate) -> PriceVersionOut:
+async def add_price(conn: AsyncConnection, catalog: Catalog, data: PriceCreate, now: datetime) -> PriceVersionOut:
     model = catalog.require(data.model)
     for kind in (*RATE_KINDS, "per_request"):
         if (value := getattr(data, kind)) is not None:
@@ -630,7 +630,7 @@ async def add_price(conn: AsyncConnection, catalog: Catalog, data: PriceCreate) 
         raise InvalidRequest("Two tiers share one `above_input_tokens`", param="tiers")
     check_variants(data.variants)
     latest = model.prices[-1].effective_from if model.prices else None
-    effective_from = _effective_from(data.effective_from, latest, now())
+    effective_from = _effective_from(data.effective_from, latest, now)
     entry = msgspec.structs.asdict(data) | {
         "tiers": [msgspec.structs.asdict(t) for t in data.tiers],
         "variants": [
@@ -709,7 +709,7 @@ def check_margin(margin: Decimal) -> None:
         raise InvalidRequest(f"`margin` has more than {MARGIN_PLACES} decimal places", param="margin")
 
 
-async def set_margin(conn: AsyncConnection, catalog: Catalog, data: MarginSet) -> MarginOut:
+async def set_margin(conn: AsyncConnection, catalog: Catalog, data: MarginSet, now: datetime) -> MarginOut:
     target = data.target
     if data.scope == "model":
         target = catalog.require(target).id
@@ -718,7 +718,7 @@ async def set_margin(conn: AsyncConnection, catalog: Catalog, data: MarginSet) -
     if data.margin is not None:
         check_margin(data.margin)
     latest = await repository.latest_margin_time(conn, data.scope, target)
-    effective_from = _effective_from(data.effective_from, latest, now())
+    effective_from = _effective_from(data.effective_from, latest, now)
     row = await repository.insert_margin(
         conn, scope=data.scope, target=target, margin=data.margin, effective_from=effective_from
     )

@@ -1,8 +1,11 @@
 from typing import Any
 
 from litestar import Controller, Request, post
+from litestar.di import NamedDependency
 from litestar.params import JSONBody
 
+from app.catalog.service import Catalog
+from app.clock import Clock
 from app.db import Db
 from app.errors import Forbidden, InvalidRequest
 from app.estimates import service
@@ -18,14 +21,18 @@ class EstimateController(Controller):
 
     @post("/", opt={"scope": "catalog:read"}, status_code=200, responses=errors(404, 422))
     async def estimate(
-        self, request: Request[Principal, str, Any], db: Db, data: JSONBody[EstimateIn]
+        self,
+        request: Request[Principal, str, Any],
+        db: Db,
+        catalog: NamedDependency[Catalog],
+        clock: NamedDependency[Clock],
+        data: JSONBody[EstimateIn],
     ) -> Estimate | Comparison:
         """Price a call without recording it; `models` compares the same call across models, cheapest first."""
         reported.check_counts(await request.json())
         if (data.model is None) == (data.models is None):
             raise InvalidRequest("Give either `model` or `models`", param="model")
-        state = request.app.state
-        catalog, now, finance = state.catalog.catalog, state.clock.now(), request.user.is_finance
+        now, finance = clock.now(), request.user.is_finance
         usage = service.usage_of(data)
         call = {"provider": data.provider, "service_tier": data.service_tier, "region": data.region}
         if data.model is not None:

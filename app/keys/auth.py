@@ -12,7 +12,7 @@ import os
 import secrets
 import tempfile
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import asyncpg
@@ -22,6 +22,7 @@ from litestar.middleware import AbstractAuthenticationMiddleware, Authentication
 from sqlalchemy import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.clock import Clock
 from app.db import plain_dsn
 from app.errors import AppError, Forbidden, Unauthenticated
 from app.keys import repository
@@ -54,11 +55,12 @@ def read_key(connection: ASGIConnection) -> str | None:
 class LastUsed:
     """Last-use times gathered in memory and written in bulk, never once per request."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
         self.pending: dict[str, datetime] = {}
 
     def mark(self, key_id: str) -> None:
-        self.pending[key_id] = datetime.now(UTC)
+        self.pending[key_id] = self.clock.now()
 
     async def flush(self, engine: AsyncEngine) -> None:
         pending, self.pending = self.pending, {}
@@ -202,7 +204,7 @@ class KeyCache:
                 await conn.close()
 
 
-async def authenticate(cache: KeyCache, pool: asyncpg.Pool, key: str | None) -> Principal:
+async def authenticate(cache: KeyCache, pool: asyncpg.Pool, key: str | None, now: datetime) -> Principal:
     if not key:
         raise Unauthenticated("Missing API key: send it as `X-API-Key` or `Authorization: Bearer`")
     if not key.startswith(KEY_PREFIX) or len(key) < len(KEY_PREFIX) + KEY_ID_LENGTH + 32:
@@ -213,7 +215,7 @@ async def authenticate(cache: KeyCache, pool: asyncpg.Pool, key: str | None) -> 
         raise Unauthenticated("Invalid API key")
     if row["revoked_at"] is not None:
         raise Unauthenticated("API key has been revoked")
-    if row["expires_at"] is not None and row["expires_at"] <= datetime.now(UTC):
+    if row["expires_at"] is not None and row["expires_at"] <= now:
         raise Unauthenticated("API key has expired")
     return Principal(key_id=row["id"], scopes=frozenset(row["scopes"]), account_id=row["account_id"])
 
@@ -250,7 +252,7 @@ class RateLimiter:
 class ApiKeyMiddleware(AbstractAuthenticationMiddleware):
     async def authenticate_request(self, connection: ASGIConnection) -> AuthenticationResult:
         state = connection.app.state
-        principal = await authenticate(state.key_cache, state.pool, read_key(connection))
+        principal = await authenticate(state.key_cache, state.pool, read_key(connection), state.clock.now())
         state.rate_limiter.check(principal.key_id)
         state.last_used.mark(principal.key_id)
         return AuthenticationResult(user=principal, auth=principal.key_id)

@@ -1,11 +1,15 @@
 from datetime import datetime
 from typing import Annotated
 
+import asyncpg
 from litestar import Controller, Request, get, post
+from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
 from litestar.response import Response
 
 from app import db as database
+from app.catalog.service import Catalog
+from app.clock import Clock
 from app.db import Db
 from app.errors import InvalidRequest, NotFound
 from app.exports import Format, csv_response, to_csv, wants_csv
@@ -48,6 +52,7 @@ class AccountController(Controller):
     async def list_accounts(
         self,
         request: Request[Principal, str, object],
+        clock: NamedDependency[Clock],
         db: Db,
         cursor: FromQuery[str | None] = None,
         limit: FromQuery[int] = DEFAULT_LIMIT,
@@ -60,31 +65,34 @@ class AccountController(Controller):
                 only=request.user.account(None),
                 after=after[0] if after else None,
                 limit=check_limit(limit) + 1,
-                now=request.app.state.clock.now(),
+                now=clock.now(),
             )
         return page(rows, limit, lambda row: (row.id,), service.to_account)
 
     @get("/{account_id:str}", opt={"scope": "ledger:read"})
-    async def get_account(self, request: Request[Principal, str, object], db: Db, account_id: FromPath[str]) -> Account:
+    async def get_account(
+        self, request: Request[Principal, str, object], clock: NamedDependency[Clock], db: Db, account_id: FromPath[str]
+    ) -> Account:
         """One account with its balance, pending holds and available credits."""
         async with db.connect() as conn:
-            return await service.get_account(conn, request.user.account(account_id), request.app.state.clock.now())
+            return await service.get_account(conn, request.user.account(account_id), clock.now())
 
     @post("/{account_id:str}/grants", opt={"scope": "admin"}, status_code=201)
     async def create_grant(
         self,
         request: Request[Principal, str, object],
+        pool: NamedDependency[asyncpg.Pool],
+        clock: NamedDependency[Clock],
         account_id: FromPath[str],
         data: JSONBody[GrantCreate],
         idempotency_key: Annotated[str | None, HeaderParameter(name="Idempotency-Key")] = None,
     ) -> Response[GrantCreated]:
         """Add credits, optionally expiring; with an `Idempotency-Key`, a retry gets the first answer."""
-        state = request.app.state
         account_id = request.user.account(account_id)
         return respond(
             await database.transaction(
-                state.pool,
-                lambda conn: service.create_grant(conn, account_id, data, state.clock.now(), idempotency_key),
+                pool,
+                lambda conn: service.create_grant(conn, account_id, data, clock.now(), idempotency_key),
             )
         )
 
@@ -92,47 +100,52 @@ class AccountController(Controller):
     async def create_adjustment(
         self,
         request: Request[Principal, str, object],
+        pool: NamedDependency[asyncpg.Pool],
+        clock: NamedDependency[Clock],
         account_id: FromPath[str],
         data: JSONBody[AdjustmentCreate],
         idempotency_key: Annotated[str | None, HeaderParameter(name="Idempotency-Key")] = None,
     ) -> Response[Adjustment]:
         """Credit (positive `amount`) or debit (negative) an account, with a reason; idempotent with a key."""
-        state = request.app.state
         account_id = request.user.account(account_id)
         return respond(
             await database.transaction(
-                state.pool, lambda conn: service.adjust(conn, account_id, data, state.clock.now(), idempotency_key)
+                pool, lambda conn: service.adjust(conn, account_id, data, clock.now(), idempotency_key)
             )
         )
 
     @post("/{account_id:str}/reversals", opt={"scope": "admin"}, status_code=201, responses=errors(409))
     async def create_reversal(
-        self, request: Request[Principal, str, object], account_id: FromPath[str], data: JSONBody[ReversalCreate]
+        self,
+        request: Request[Principal, str, object],
+        pool: NamedDependency[asyncpg.Pool],
+        clock: NamedDependency[Clock],
+        account_id: FromPath[str],
+        data: JSONBody[ReversalCreate],
     ) -> Response[Reversal]:
         """Give back what a usage event was charged, as a new entry; reversing it again replays the first answer."""
-        state = request.app.state
         account_id = request.user.account(account_id)
         return respond(
-            await database.transaction(
-                state.pool, lambda conn: service.reverse(conn, account_id, data, state.clock.now())
-            )
+            await database.transaction(pool, lambda conn: service.reverse(conn, account_id, data, clock.now()))
         )
 
     @get("/{account_id:str}/grants", opt={"scope": "ledger:read"})
     async def list_grants(
-        self, request: Request[Principal, str, object], db: Db, account_id: FromPath[str]
+        self, request: Request[Principal, str, object], clock: NamedDependency[Clock], db: Db, account_id: FromPath[str]
     ) -> Page[Grant]:
         """The account's grants with what is left of each, oldest first."""
         async with db.connect() as conn:
-            account = await service.get_account(conn, request.user.account(account_id), request.app.state.clock.now())
+            account = await service.get_account(conn, request.user.account(account_id), clock.now())
             rows = await repository.list_grants(conn, account.id)
         return Page(data=[service.grant_view(row._mapping) for row in rows], next_cursor=None)
 
     @get("/{account_id:str}/balance", opt={"scope": "ledger:read"})
-    async def get_balance(self, request: Request[Principal, str, object], db: Db, account_id: FromPath[str]) -> Balance:
+    async def get_balance(
+        self, request: Request[Principal, str, object], clock: NamedDependency[Clock], db: Db, account_id: FromPath[str]
+    ) -> Balance:
         """Balance, credits held by pending authorizations, and what is available."""
         async with db.connect() as conn:
-            row = await repository.get_account(conn, request.user.account(account_id), request.app.state.clock.now())
+            row = await repository.get_account(conn, request.user.account(account_id), clock.now())
         if row is None:
             raise NotFound(f"Account '{account_id}' not found", code="account_not_found")
         return service.balance_view(row)
@@ -141,6 +154,7 @@ class AccountController(Controller):
     async def list_ledger(
         self,
         request: Request[Principal, str, object],
+        clock: NamedDependency[Clock],
         db: Db,
         account_id: FromPath[str],
         kind: FromQuery[list[EntryKind] | None] = None,
@@ -155,7 +169,7 @@ class AccountController(Controller):
         after = decode_cursor(cursor, int)
         export = wants_csv(request, format_)
         async with db.connect() as conn:
-            account = await service.get_account(conn, request.user.account(account_id), request.app.state.clock.now())
+            account = await service.get_account(conn, request.user.account(account_id), clock.now())
             rows = await repository.list_entries(
                 conn,
                 account_id=account.id,
@@ -182,41 +196,48 @@ class AuthorizationController(Controller):
     async def create_authorization(
         self,
         request: Request[Principal, str, object],
+        pool: NamedDependency[asyncpg.Pool],
+        clock: NamedDependency[Clock],
+        catalog: NamedDependency[Catalog],
         data: JSONBody[AuthorizationCreate],
         idempotency_key: Annotated[str | None, HeaderParameter(name="Idempotency-Key")] = None,
     ) -> Response[Authorization]:
         """Hold the worst-case cost of a call against the available balance, or answer 402 `insufficient_credits`."""
         reported.check_counts(await request.json())
-        state = request.app.state
         account_id = request.user.account(data.account_id)
         if account_id is None:
             raise InvalidRequest("`account_id` is required for a key not bound to an account", param="account_id")
         return respond(
             await database.transaction(
-                state.pool,
-                lambda conn: service.authorize(
-                    conn, account_id, data, state.catalog.catalog, state.clock.now(), idempotency_key
-                ),
+                pool,
+                lambda conn: service.authorize(conn, account_id, data, catalog, clock.now(), idempotency_key),
             )
         )
 
     @post("/{authorization_id:str}/release", status_code=200, responses=errors(409))
     async def release_authorization(
-        self, request: Request[Principal, str, object], authorization_id: FromPath[str]
+        self,
+        request: Request[Principal, str, object],
+        pool: NamedDependency[asyncpg.Pool],
+        clock: NamedDependency[Clock],
+        authorization_id: FromPath[str],
     ) -> Authorization:
         """Release a hold before it expires; releasing again answers the same."""
-        state = request.app.state
         return await database.transaction(
-            state.pool, lambda conn: service.release(conn, request.user, authorization_id, state.clock.now())
+            pool, lambda conn: service.release(conn, request.user, authorization_id, clock.now())
         )
 
     @get("/{authorization_id:str}")
     async def get_authorization(
-        self, request: Request[Principal, str, object], db: Db, authorization_id: FromPath[str]
+        self,
+        request: Request[Principal, str, object],
+        clock: NamedDependency[Clock],
+        db: Db,
+        authorization_id: FromPath[str],
     ) -> Authorization:
         """One hold with its status: pending, settled, released or expired."""
         async with db.connect() as conn:
             row = await repository.get_authorization(conn, authorization_id)
         if row is None or request.user.account_id not in (None, row.account_id):
             raise NotFound(f"Authorization '{authorization_id}' not found", code="authorization_not_found")
-        return service.authorization_view(row._mapping, request.app.state.clock.now(), event_id=row.event_id)
+        return service.authorization_view(row._mapping, clock.now(), event_id=row.event_id)

@@ -24,8 +24,8 @@ from app.catalog.endpoints import (
     OpenAIModelController,
 )
 from app.catalog.listings import Listings
-from app.catalog.service import CatalogStore
 from app.catalog.sources import Upstreams
+from app.catalog.store import CatalogStore
 from app.clock import Clock
 from app.config import Settings
 from app.db import Db

@@ -558,7 +558,7 @@ def rate_waiting(url: str, settings: Settings) -> tuple[Any, list]:
 
     from app import db
     from app.catalog import repository as catalog_repository
-    from app.catalog.service import build_catalog
+    from app.catalog.model import build_catalog
     from app.usage import rating
     from app.usage import repository as usage_repository
 

@@ -8,8 +8,9 @@ from litestar.di import Provide
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.catalog.listings import Listings
-from app.catalog.service import Catalog, CatalogStore
+from app.catalog.model import Catalog
 from app.catalog.sources import Upstreams
+from app.catalog.store import CatalogStore
 from app.clock import Clock
 from app.keys.auth import KeyCache
 from app.usage.coalescer import Coalescer

@@ -23,7 +23,7 @@ import time
 from datetime import UTC, datetime
 
 from app import db
-from app.catalog.service import CatalogStore
+from app.catalog.store import CatalogStore
 from app.config import Settings
 from app.keys.schemas import Principal
 from app.usage import service

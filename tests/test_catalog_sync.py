@@ -18,8 +18,8 @@ from click.testing import CliRunner
 from sqlalchemy import text
 
 from app.asgi import sync_catalog_periodically
-from app.catalog.service import CatalogStore
 from app.catalog.sources import Upstreams
+from app.catalog.store import CatalogStore
 from app.catalog.sync import SYNC_LOCK, sync_catalog, sync_if_free
 from app.cli import main
 from app.config import Settings

@@ -9,8 +9,9 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from litestar.response import Response
 
-from app.catalog import importer, repository, service, sync
+from app.catalog import importer, repository, service, sync, views
 from app.catalog.listings import Listings, ollama_models, openrouter_embeddings, openrouter_models
+from app.catalog.model import Catalog, exact
 from app.catalog.schemas import (
     AliasCreate,
     AliasList,
@@ -38,8 +39,8 @@ from app.catalog.schemas import (
     SyncRequest,
     SyncResult,
 )
-from app.catalog.service import Catalog, CatalogStore
 from app.catalog.sources import Upstreams
+from app.catalog.store import CatalogStore
 from app.clock import Clock
 from app.db import Db
 from app.errors import InvalidRequest, NotFound
@@ -69,7 +70,7 @@ def cached(request: AnyRequest, store: CatalogStore, key: tuple, render: Callabl
 def uncached(request: AnyRequest, store: CatalogStore, render: Callable[[Catalog], Any]) -> Response:
     """A view rendered for this request alone (one model asked for by one of its many names: caching a
     body per name would let names fill the memory), with an ETag all the same."""
-    body = service.ENCODER.encode(render(store.catalog, store.clock.now(), request.user.is_finance))
+    body = views.ENCODER.encode(render(store.catalog, store.clock.now(), request.user.is_finance))
     etag = '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
     headers = {"ETag": etag, "Cache-Control": "private, no-cache"}
     if etag in request.headers.get("if-none-match", ""):
@@ -94,8 +95,8 @@ def accepts_gzip(accept_encoding: str) -> bool:
 
 
 def model_list(catalog: Catalog, models, now, finance: bool) -> ModelList:
-    views = [service.model_view(catalog, model, now, finance) for model in models]
-    return ModelList(models=views, total=len(views))
+    shown = [views.model_view(catalog, model, now, finance) for model in models]
+    return ModelList(models=shown, total=len(shown))
 
 
 def listed(catalog: Catalog):
@@ -151,7 +152,7 @@ class ModelController(Controller):
     async def list_providers(self, request: AnyRequest, catalog_store: NamedDependency[CatalogStore]) -> Response:
         """Providers, whether each is configured, and their model counts."""
         return cached(
-            request, catalog_store, ("providers",), lambda catalog, now, finance: service.provider_list(catalog)
+            request, catalog_store, ("providers",), lambda catalog, now, finance: views.provider_list(catalog)
         )
 
     @get("/embedding", responses=ok(ModelList))
@@ -195,10 +196,10 @@ class ModelController(Controller):
             provider=found.provider,
             rule=resolution.rule,
             matched=resolution.matched,
-            details=service.model_view(catalog, found, clock.now(), request.user.is_finance),
+            details=views.model_view(catalog, found, clock.now(), request.user.is_finance),
         )
         # The model's rates are JSON numbers, digit for digit, as in every catalog view.
-        return Response(content=service.ENCODER.encode(answer), media_type="application/json")
+        return Response(content=views.ENCODER.encode(answer), media_type="application/json")
 
     @get("/{model_id:path}", responses=ok(CatalogModel))
     async def get_model(
@@ -216,7 +217,7 @@ class ModelController(Controller):
             return self._one(request, catalog_store, model.id)
 
         def render(catalog: Catalog, now, finance):
-            view = service.model_view(catalog, catalog.models[model.id], now, finance)
+            view = views.model_view(catalog, catalog.models[model.id], now, finance)
             return msgspec.structs.replace(view, id=name, root=model.id)
 
         return uncached(request, catalog_store, render)
@@ -224,7 +225,7 @@ class ModelController(Controller):
     @staticmethod
     def _one(request: AnyRequest, store: CatalogStore, model_id: str) -> Response:
         def render(catalog: Catalog, now, finance):
-            return service.model_view(catalog, catalog.models[model_id], now, finance)
+            return views.model_view(catalog, catalog.models[model_id], now, finance)
 
         return cached(request, store, ("model", model_id), render)
 
@@ -239,7 +240,7 @@ class OpenAIModelController(Controller):
         """OpenAI-compatible model list (`object`, `id`, `created`, `owned_by`, plus pricing)."""
 
         def render(catalog: Catalog, now, finance):
-            data = [service.openai_view(service.model_view(catalog, m, now, finance)) for m in listed(catalog)]
+            data = [views.openai_view(views.model_view(catalog, m, now, finance)) for m in listed(catalog)]
             return OpenAIModelList(object="list", data=data)
 
         return cached(request, catalog_store, ("v1",), render)
@@ -258,7 +259,7 @@ class OpenAIModelController(Controller):
         model_id = catalog_store.catalog.require_available(name, provider).id
 
         def render(catalog: Catalog, now, finance):
-            view = service.openai_view(service.model_view(catalog, catalog.models[model_id], now, finance))
+            view = views.openai_view(views.model_view(catalog, catalog.models[model_id], now, finance))
             return view if name == model_id else msgspec.structs.replace(view, id=name)
 
         if name != model_id:
@@ -308,7 +309,7 @@ class CatalogAdminController(Controller):
         async with db.begin() as conn:
             model_id = await service.upsert_model(conn, catalog_store.catalog, data)
         catalog = await catalog_store.refresh()
-        return service.model_view(catalog, catalog.models[model_id], clock.now(), finance=True)
+        return views.model_view(catalog, catalog.models[model_id], clock.now(), finance=True)
 
     @post("/prices", status_code=201, responses=errors(404, 409))
     async def add_price(
@@ -354,7 +355,7 @@ class CatalogAdminController(Controller):
         async with db.connect() as conn:
             rows = await repository.margin_history(conn)
         return MarginList(
-            default_margin=service.exact(catalog_store.default_margin), margins=[service.margin_out(r) for r in rows]
+            default_margin=exact(catalog_store.default_margin), margins=[service.margin_out(r) for r in rows]
         )
 
     @post("/aliases", status_code=201, responses=errors(404, 409))
@@ -440,7 +441,7 @@ class CatalogAdminController(Controller):
     @staticmethod
     async def _provider(store: CatalogStore, provider_id: str) -> Provider:
         catalog = await store.refresh()
-        return next(p for p in service.provider_list(catalog).providers if p.id == provider_id)
+        return next(p for p in views.provider_list(catalog).providers if p.id == provider_id)
 
 
 Curated = Annotated[

@@ -4,7 +4,7 @@ from litestar import Controller, Request, post
 from litestar.di import NamedDependency
 from litestar.params import JSONBody
 
-from app.catalog.service import Catalog
+from app.catalog.model import Catalog
 from app.clock import Clock
 from app.db import Db
 from app.errors import Forbidden, InvalidRequest

@@ -8,8 +8,8 @@ from decimal import Decimal
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app import pricing
+from app.catalog.model import Catalog, exact
 from app.catalog.resolve import bedrock_region
-from app.catalog.service import Catalog, exact
 from app.errors import AppError, InvalidRequest, NotFound, error_object
 from app.estimates.schemas import Comparison, Estimate, EstimateIn, Funds, Line, Unavailable
 from app.ledger import repository as ledger_repository

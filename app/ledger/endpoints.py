@@ -8,7 +8,7 @@ from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, Quer
 from litestar.response import Response
 
 from app import db as database
-from app.catalog.service import Catalog
+from app.catalog.model import Catalog
 from app.clock import Clock
 from app.db import Db
 from app.errors import InvalidRequest, NotFound

@@ -9,8 +9,8 @@ from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app import db, idempotency
+from app.catalog.model import Catalog
 from app.catalog.resolve import bedrock_region
-from app.catalog.service import Catalog
 from app.errors import AppError, Conflict, InvalidRequest, NotFound
 from app.idempotency import Result
 from app.keys.schemas import Principal

@@ -10,7 +10,7 @@ from litestar.params import FromQuery, JSONBody, QueryParameter
 from litestar.response import Response
 
 from app import db
-from app.catalog.service import Catalog
+from app.catalog.model import Catalog
 from app.clock import Clock
 from app.db import Db
 from app.errors import AppError, InvalidRequest, error_object

@@ -25,7 +25,8 @@ import asyncpg
 import msgspec
 
 from app import db
-from app.catalog.service import Catalog, CatalogStore
+from app.catalog.model import Catalog
+from app.catalog.store import CatalogStore
 from app.clock import Clock
 from app.ledger import repository as ledger_repository
 from app.observability import RATED

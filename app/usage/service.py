@@ -9,8 +9,8 @@ import asyncpg
 import msgspec
 
 from app import pricing
+from app.catalog.model import Catalog
 from app.catalog.resolve import bedrock_region
-from app.catalog.service import Catalog
 from app.errors import AppError, Conflict, InvalidRequest, NotFound
 from app.idempotency import differing_fields, reused
 from app.keys.schemas import Principal

@@ -160,13 +160,12 @@ class BatchesInFlight:
 
     Worker processes share one listening socket, and a keep-alive connection stays with the worker
     that accepted it: a few clients that each send batch after batch (the usual way to report usage
-    in bulk) can end up unevenly on the workers (eight opened at once all landed on one of two
-    workers in half the runs measured), one core queueing batches while another idles. So a
+    in bulk) can end up unevenly on the workers, one core queueing batches while another idles. So a
     worker that is still busy with another batch when it answers one closes that connection
     (`Connection: close`). The client's next connection is accepted by whichever worker gets to it
     first, which is one that is not busy computing, so the load follows the free cores. A worker
-    handling one batch at a time keeps its connections. A new connection per batch costs well under
-    a millisecond of CPU on both ends, against 30-60 ms of work in a batch of 1000 events."""
+    handling one batch at a time keeps its connections. A new connection per batch costs little next
+    to the work in a batch (both measured in BENCHMARKS.md, "Measurements behind code choices")."""
 
     def __init__(self) -> None:
         self.count = 0

@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator, Coroutine
 
 from litestar import Litestar, Router, get
 from litestar.datastructures import State
-from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
@@ -16,7 +15,6 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app import db
-from app.auth import ApiKeyMiddleware, KeyCache, KeyChanges, LastUsed, RateLimiter, last_used_tracking, require_scope
 from app.bodies import JsonRequest
 from app.catalog import sync
 from app.catalog.endpoints import (
@@ -26,13 +24,23 @@ from app.catalog.endpoints import (
     OpenAIModelController,
 )
 from app.catalog.listings import Listings
-from app.catalog.service import CatalogStore, now
 from app.catalog.sources import Upstreams
+from app.catalog.store import CatalogStore
 from app.clock import Clock
 from app.config import Settings
 from app.db import Db
+from app.dependencies import DEPENDENCIES
 from app.errors import EXCEPTION_HANDLERS, UNAVAILABLE, database_cause, error_body
 from app.estimates.endpoints import EstimateController
+from app.keys.auth import (
+    ApiKeyMiddleware,
+    KeyCache,
+    KeyChanges,
+    LastUsed,
+    RateLimiter,
+    last_used_tracking,
+    require_scope,
+)
 from app.keys.endpoints import KeyController
 from app.ledger.endpoints import AccountController, AuthorizationController
 from app.ledger.service import expire_due_grants
@@ -69,14 +77,6 @@ async def ready(db: Db) -> Response[dict[str, str]]:
     return Response({"status": "ready"})
 
 
-def provide_engine(state: State) -> AsyncEngine:
-    return state.engine
-
-
-def provide_read_engine(state: State) -> AsyncEngine:
-    return state.read_engine
-
-
 @contextlib.asynccontextmanager
 async def background_tasks(jobs: list[Coroutine]) -> AsyncIterator[None]:
     tasks = [asyncio.create_task(job) for job in jobs]
@@ -104,7 +104,7 @@ async def sync_catalog_periodically(state: State, sources: tuple[str, ...], inte
         try:
             # A session advisory lock: on the server itself, not through a transaction pooler.
             async with state.direct_engine.connect() as conn:
-                result = await sync.sync_if_free(conn, state.upstreams, sources, at=now())
+                result = await sync.sync_if_free(conn, state.upstreams, sources, at=state.clock.now())
             if result is not None:
                 for source in result.results:
                     log.info("catalog sync: %s", sync.summary(source))
@@ -167,12 +167,12 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             state.rate_limiter = RateLimiter(settings.rate_limit)
             state.clock = clock
             state.credits_per_usd = settings.credits_per_usd
-            state.last_used = LastUsed()
+            state.last_used = LastUsed(clock)
             state.key_cache = KeyCache(KeyChanges.for_database(settings.direct_url))
             state.upstreams = Upstreams.from_settings(settings)
             state.sync_sources = settings.sync_sources
             state.listings = Listings()
-            state.catalog = CatalogStore(engine, settings.default_margin, settings.credits_per_usd)
+            state.catalog = CatalogStore(engine, settings.default_margin, settings.credits_per_usd, clock)
             await state.catalog.refresh()
             state.coalescer = Coalescer(state.pool, clock)
             state.rater = Rater(state.pool, state.catalog, clock)
@@ -226,10 +226,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         route_handlers=[health, ready, metrics, api, reference_assets],
         guards=[require_scope],
         lifespan=[lifespan],
-        dependencies={
-            "db": Provide(provide_engine, sync_to_thread=False),
-            "read_db": Provide(provide_read_engine, sync_to_thread=False),
-        },
+        dependencies=DEPENDENCIES,
         middleware=[DefineMiddleware(ApiKeyMiddleware, exclude=PUBLIC_PATHS)],
         exception_handlers=EXCEPTION_HANDLERS,
         request_class=JsonRequest,

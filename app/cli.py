@@ -12,13 +12,14 @@ import signal
 import sys
 import threading
 from collections.abc import Awaitable, Callable, Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 import click
 
+from app.clock import Clock
 from app.config import SYNC_SOURCES, Settings, SettingsError
 from app.keys.format import SCOPES, key_id_of
 
@@ -26,6 +27,9 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
 
     from app.catalog.schemas import ImportResult, SyncChange
+
+# The commands' business time: the system clock, read through a Clock as the app reads it.
+CLOCK = Clock()
 
 T = TypeVar("T")
 
@@ -257,7 +261,9 @@ async def bootstrap_admin_key(conn: AsyncConnection) -> str | None:
 
     if await key_repository.has_active_admin(conn):
         return None
-    created = await key_service.create(conn, KeyCreate(name="bootstrap admin", scopes=["admin"]), actor="cli:serve")
+    created = await key_service.create(
+        conn, KeyCreate(name="bootstrap admin", scopes=["admin"]), actor="cli:serve", now=CLOCK.now()
+    )
     return created.key
 
 
@@ -310,9 +316,7 @@ def accounts_list() -> None:
     from app.pagination import MAX_LIMIT
 
     rows = run_command(
-        lambda conn: ledger_repository.list_accounts(
-            conn, only=None, after=None, limit=MAX_LIMIT, now=datetime.now(UTC)
-        )
+        lambda conn: ledger_repository.list_accounts(conn, only=None, after=None, limit=MAX_LIMIT, now=CLOCK.now())
     )
     for row in rows:
         click.echo(msgspec.json.encode(ledger_service.to_account(row)).decode())
@@ -334,7 +338,7 @@ def keys_create(name: str, scopes: tuple[str, ...], account_id: str | None, expi
     from app.keys.schemas import KeyCreate
 
     data = KeyCreate(name=name, scopes=list(scopes), account_id=account_id, expires_at=expires_at)
-    created = run_command(lambda conn: key_service.create(conn, data, actor="cli"))
+    created = run_command(lambda conn: key_service.create(conn, data, actor="cli", now=CLOCK.now()))
     click.echo(f"id: {created.id}  scopes: {','.join(created.scopes)}  account: {created.account_id or '-'}")
     click.echo(created.key)
 
@@ -358,8 +362,8 @@ def keys_list() -> None:
 def keys_revoke(key: str) -> None:
     """Revoke a key; it stops working at once. KEY is its 12-character id, its `cmk_<id>` prefix (both as
     `billing keys list` shows them) or the whole secret key."""
-    from app.auth import KeyChanges
     from app.keys import service as key_service
+    from app.keys.auth import KeyChanges
 
     key_id = key_id_of(key)
     if key_id is None:
@@ -398,7 +402,7 @@ def read_catalog_file(path: Path | None = None) -> dict[str, Any]:
 async def import_catalog_data(conn: AsyncConnection, data: dict[str, Any], label: str) -> ImportResult:
     from app.catalog.importer import import_catalog
 
-    return await import_catalog(conn, data, at=datetime.now(UTC), label=label)
+    return await import_catalog(conn, data, at=CLOCK.now(), label=label)
 
 
 async def import_default_catalog(conn: AsyncConnection) -> ImportResult:
@@ -502,7 +506,7 @@ def catalog_sync(names: tuple[str, ...], dry_run: bool, curated: bool, litellm_f
             bar.update(sum(d for d, _ in steps.values()) - bar.pos)
 
         async def work(conn: AsyncConnection):
-            at = datetime.now(UTC)
+            at = CLOCK.now()
             return await sync_catalog(
                 conn,
                 upstreams,
@@ -555,7 +559,7 @@ def rate_waiting(url: str, settings: Settings) -> tuple[Any, list]:
 
     from app import db
     from app.catalog import repository as catalog_repository
-    from app.catalog.service import build_catalog
+    from app.catalog.model import build_catalog
     from app.usage import rating
     from app.usage import repository as usage_repository
 
@@ -568,7 +572,7 @@ def rate_waiting(url: str, settings: Settings) -> tuple[Any, list]:
                 await conn.execution_options(isolation_level="REPEATABLE READ")
                 data = await catalog_repository.load_all(conn)
             catalog = build_catalog(data, settings.default_margin, settings.credits_per_usd)
-            result = await rating.rate(pool, catalog, lambda: datetime.now(UTC))
+            result = await rating.rate(pool, catalog, CLOCK.now)
             async with pool.acquire() as conn:
                 waiting = await usage_repository.unrated_summary(conn)
             return result, waiting
@@ -626,7 +630,7 @@ def citus_setup() -> None:
 @main.command()
 def reconcile() -> None:
     """Check every ledger invariant; exits 1 naming each violation."""
-    from app.ledger.reconcile import reconcile as check
+    from app.reconcile import reconcile as check
 
     report = run_command(check)
     for account, balance in report.system_balances.items():

@@ -5,6 +5,7 @@ import socket
 from typing import Any
 
 import asyncpg
+import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
@@ -44,6 +45,13 @@ CODES = {
     429: "rate_limited",
     503: "service_unavailable",
 }
+
+
+class ErrorObject(msgspec.Struct, omit_defaults=True):
+    message: str
+    type: str
+    code: str
+    param: str | None = None
 
 
 class AppError(Exception):
@@ -99,6 +107,12 @@ class Unavailable(AppError):
 
 def error_type(status: int, code: str) -> str:
     return TYPES_BY_CODE.get(code) or TYPES.get(status, "api_error")
+
+
+def error_object(error: AppError) -> ErrorObject:
+    return ErrorObject(
+        message=error.message, type=error_type(error.status, error.code), code=error.code, param=error.param
+    )
 
 
 def error_body(status: int, code: str, message: str, param: str | None = None) -> dict[str, Any]:

@@ -1,14 +1,18 @@
 """`Idempotency-Key` for write endpoints: the same key and payload replay the first answer; the
 same key with another payload is `422 idempotency_key_reused`, naming the fields that differ."""
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import asyncpg
+import msgspec
+from litestar.response import Response
 
 from app.errors import AppError, InvalidRequest
 
 MAX_KEY_LENGTH = 200
+T = TypeVar("T")
 
 
 class IdempotencyKeyReused(AppError):
@@ -28,15 +32,45 @@ def reused(key: str, fields: list[str]) -> IdempotencyKeyReused:
 
 
 @dataclass(frozen=True, slots=True)
-class Replay:
-    status: int
-    body: dict[str, Any]
+class Result(Generic[T]):
+    """What a write answers; `replayed` when a retry is given the first answer back."""
+
+    value: T
+    replayed: bool = False
+
+
+def respond(result: Result[T], status: int = 201) -> Response[T]:
+    """A replay answers 200 whatever the first answer was, and says it is one."""
+    if result.replayed:
+        return Response(result.value, status_code=200, headers={"Idempotent-Replayed": "true"})
+    return Response(result.value, status_code=status)
+
+
+async def once(
+    conn: asyncpg.Connection,
+    account_id: str,
+    scope: str,
+    key: str | None,
+    request: dict[str, Any],
+    answer: type[T],
+    work: Callable[[], Awaitable[T]],
+) -> Result[T]:
+    """Do `work` once per key: a retry with the same key and request gets the first answer back, marked
+    `replay`. Without a key every call does the work."""
+    if key is None:
+        return Result(await work())
+    first = await claim(conn, account_id, scope, key, request)
+    if first is not None:
+        return Result(msgspec.convert({**first, "replay": True}, answer), replayed=True)
+    value = await work()
+    await remember(conn, account_id, scope, key, 201, msgspec.to_builtins(value))
+    return Result(value)
 
 
 async def claim(
     conn: asyncpg.Connection, account_id: str, scope: str, key: str, request: dict[str, Any]
-) -> Replay | None:
-    """None when this key is new (the caller then does the work and calls `remember`), else the replay.
+) -> dict[str, Any] | None:
+    """None when this key is new (the caller then does the work and calls `remember`), else the first answer.
 
     Runs inside the caller's transaction: a concurrent request with the same key waits on the
     primary key until this one commits, then replays it."""
@@ -61,8 +95,7 @@ async def claim(
     fields = differing_fields(row["request"], request)
     if fields:
         raise reused(key, fields)
-    # A replay answers 200 whatever the first answer was, and says it is one.
-    return Replay(200, {**row["response"], "replay": True})
+    return row["response"]
 
 
 async def remember(

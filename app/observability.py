@@ -9,7 +9,9 @@ import secrets
 import time
 from typing import Any
 
-from litestar import MediaType, Request, get
+import asyncpg
+from litestar import MediaType, get
+from litestar.di import NamedDependency
 from litestar.response import Response
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import (
@@ -138,11 +140,9 @@ def registry() -> CollectorRegistry:
 
 
 @get("/metrics", exclude_from_auth=True, tags=["service"], include_in_schema=True, media_type=MediaType.TEXT)
-async def metrics(request: Request) -> Response[bytes]:
+async def metrics(pool: NamedDependency[asyncpg.Pool]) -> Response[bytes]:
     """Prometheus metrics: requests, latency, usage events, pool use, group-commit batch sizes."""
-    pool = getattr(request.app.state, "pool", None)
-    if pool is not None:
-        POOL_SIZE.set(pool.get_size())
-        POOL_IN_USE.set(pool.get_size() - pool.get_idle_size())
+    POOL_SIZE.set(pool.get_size())
+    POOL_IN_USE.set(pool.get_size() - pool.get_idle_size())
     # Prometheus' text format; Litestar adds the charset.
     return Response(generate_latest(registry()), media_type="text/plain; version=1.0.0")

@@ -9,24 +9,18 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import ROUND_HALF_EVEN, Context, Decimal, localcontext
+from decimal import Decimal, localcontext
 from typing import Any
 
 from app.errors import AppError, InvalidRequest
+from app.money import EXACT, MONEY_PLACES, ROUNDING
 
-MONEY_PLACES = Decimal("0.000000001")
 PER_MILLION = Decimal(1_000_000)
 # The most tokens one event may count in any field: a trillion, a million times the largest context
 # window of any model, so no real call comes near it. Bounding each event keeps every sum of events
 # far from any limit (rollups keep NUMERIC sums), and tokens x rate x margin x credits_per_usd well
-# inside _EXACT's 60 digits.
+# inside money.EXACT's 60 digits.
 MAX_TOKENS = 10**12
-
-# Own contexts, so a caller's decimal context can never change a price. In _EXACT any result that
-# would need rounding raises Inexact rather than being rounded: if a computation returns, it is exact.
-_SIGNALS = [decimal.InvalidOperation, decimal.DivisionByZero, decimal.Overflow]
-_EXACT = Context(prec=60, rounding=ROUND_HALF_EVEN, traps=[*_SIGNALS, decimal.Inexact])
-_ROUND = Context(prec=60, rounding=ROUND_HALF_EVEN, traps=_SIGNALS)
 
 
 class ModelUnpriced(AppError):
@@ -251,7 +245,7 @@ class Quote:
 def round_money(value: Decimal) -> Decimal:
     if not isinstance(value, Decimal):
         raise TypeError(f"money must be a Decimal, not {type(value).__name__}")
-    with localcontext(_ROUND):
+    with localcontext(ROUNDING):
         return value.quantize(MONEY_PLACES)
 
 
@@ -259,7 +253,7 @@ def credit_rate(usd_per_1m: Decimal, margin: Decimal, credits_per_usd: Decimal) 
     _check_decimal("usd_per_1m", usd_per_1m)
     _check_decimal("margin", margin, positive=True)
     _check_decimal("credits_per_usd", credits_per_usd, positive=True)
-    with localcontext(_EXACT):
+    with localcontext(EXACT):
         return usd_per_1m * margin * credits_per_usd
 
 
@@ -328,7 +322,7 @@ def quote(
         ("cache_write_1h", usage.cache_write_1h_tokens, write_1h_rate),
         ("output", usage.output_tokens, rate("output")),
     )
-    with localcontext(_EXACT):
+    with localcontext(EXACT):
         scale = margin * credits_per_usd
         priced = [(kind, n, r, n * r / PER_MILLION) for kind, n, r in components if n > 0]
         if rates.per_request:
@@ -344,7 +338,7 @@ def quote(
 
 def credits_value(credits: Decimal, credits_per_usd: Decimal) -> Decimal:
     """What credits are worth in USD, rounded once like every amount (half to even)."""
-    return _ROUND.divide(credits, credits_per_usd).quantize(MONEY_PLACES, context=_ROUND)
+    return ROUNDING.divide(credits, credits_per_usd).quantize(MONEY_PLACES, context=ROUNDING)
 
 
 # The charging path. `quote` above is the reference: it also itemizes (estimates show the lines) and
@@ -412,7 +406,7 @@ class Tariff:
         except (TypeError, ValueError):
             return
         try:
-            scale = _EXACT.multiply(margin, credits_per_usd)
+            scale = EXACT.multiply(margin, credits_per_usd)
         except decimal.DecimalException:
             return
         # Every rate as an integer count of 10**-places USD per 1M tokens; the scale likewise.
@@ -476,7 +470,7 @@ class Tariff:
             if credits is not None and credits < _SAFE:
                 usd = _half_even(numerator * NANO, self.usd_den)
                 credits = _half_even(credits * NANO, self.credit_den)
-                return _ROUND.scaleb(Decimal(usd), -9), _ROUND.scaleb(Decimal(credits), -9)
+                return ROUNDING.scaleb(Decimal(usd), -9), ROUNDING.scaleb(Decimal(credits), -9)
         result = quote(
             self.model_id,
             self.rates,

@@ -23,9 +23,9 @@ import time
 from datetime import UTC, datetime
 
 from app import db
-from app.auth import Principal
-from app.catalog.service import CatalogStore
+from app.catalog.store import CatalogStore
 from app.config import Settings
+from app.keys.schemas import Principal
 from app.usage import service
 from app.usage.schemas import UsageIn
 

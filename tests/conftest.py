@@ -112,14 +112,38 @@ async def conn_engine(engine: AsyncEngine) -> AsyncIterator[AsyncEngine]:
     await empty_tables(engine)
 
 
-@pytest.fixture
-def clock() -> FixedClock:
-    """The app's business time: starts now and moves only when a test advances it."""
-    return FixedClock(datetime.now(UTC))
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "shared_app: the module's tests share one app (`app_client`); `client` and `clock` are its"
+    )
+
+
+def shares_app(request: pytest.FixtureRequest) -> bool:
+    return request.node.get_closest_marker("shared_app") is not None
 
 
 @pytest.fixture
-async def client(settings: Settings, conn_engine: AsyncEngine, clock: FixedClock) -> AsyncIterator[AsyncTestClient]:
+def clock(request: pytest.FixtureRequest) -> FixedClock:
+    """The app's business time: starts now and moves only when a test advances it. In a `shared_app` module,
+    the module's clock, set back to now for every test."""
+    if not shares_app(request):
+        return FixedClock(datetime.now(UTC))
+    request.getfixturevalue("conn_engine")  # the shared app's tables are emptied after every test
+    shared: FixedClock = request.getfixturevalue("shared_clock")
+    shared.at = datetime.now(UTC)
+    return shared
+
+
+@pytest.fixture
+def client(request: pytest.FixtureRequest, clock: FixedClock) -> AsyncTestClient:
+    """The app over HTTP: a fresh one for the test, or the module's (`pytestmark = pytest.mark.shared_app`);
+    the tables are emptied after the test either way."""
+    request.getfixturevalue("conn_engine")
+    return request.getfixturevalue("app_client" if shares_app(request) else "own_client")
+
+
+@pytest.fixture
+async def own_client(settings: Settings, clock: FixedClock) -> AsyncIterator[AsyncTestClient]:
     async with AsyncTestClient(create_app(settings, clock)) as client:
         yield client
 
@@ -134,6 +158,7 @@ def make_key(conn_engine: AsyncEngine) -> Callable[..., Awaitable[str]]:
                 conn,
                 KeyCreate(name=name, scopes=list(scopes), account_id=account_id, expires_at=expires_at),
                 actor="test",
+                now=datetime.now(UTC),
             )
         return created.key
 
@@ -163,7 +188,7 @@ async def scratch(client, admin, conn_engine) -> AsyncIterator[str]:
         await conn.execute(text("DELETE FROM providers WHERE id = :provider"), params)
 
 
-# Modules that start one app for all their tests override `client` and `clock` with these.
+# The app and clock of a `shared_app` module, behind its `client` and `clock`.
 @pytest.fixture(scope="module")
 def shared_clock() -> FixedClock:
     return FixedClock(datetime.now(UTC))

@@ -3,7 +3,7 @@
 import asyncio
 
 from app import db
-from app.ledger.reconcile import reconcile
+from app.reconcile import reconcile
 
 # Tables the per-test cleanup leaves alone: the schema version and the catalog.
 KEEP_TABLES = {"alembic_version", "catalog_version", "providers", "models", "model_aliases", "prices", "margins"}

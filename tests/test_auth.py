@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import text
 
-from app.auth import KeyCache, KeyChanges, LastUsed
 from app.keys import repository as keys_repository
+from app.keys.auth import KeyCache, KeyChanges, LastUsed
 from tests.helpers import assert_error
 
 
@@ -53,12 +53,12 @@ async def test_revoked_key_fails_at_once(client, make_key, admin):
     assert "revoked" in error["message"]
 
 
-async def test_expired_key(client, make_key):
-    key = await make_key("ledger:read", expires_at=datetime.now(UTC) + timedelta(seconds=1))
+async def test_expired_key(client, make_key, clock):
+    key = await make_key("ledger:read", expires_at=clock.now() + timedelta(minutes=1))
     await listening(client)
     assert (await client.get("/accounts", headers={"X-API-Key": key})).status_code == 200
-    await asyncio.sleep(1.1)
-    # Expiry is checked on every request, also while the key is cached.
+    clock.advance(minutes=2)
+    # Expiry is checked on every request, by the app's clock, also while the key is cached.
     error = assert_error(await client.get("/accounts", headers={"X-API-Key": key}), 401, "invalid_api_key")
     assert "expired" in error["message"]
 
@@ -159,7 +159,7 @@ def test_key_changes_are_shared_through_a_file(tmp_path):
     before = ours.read()
     # Another process of this host, as the CLI is.
     code = (
-        "import sys; from pathlib import Path; from app.auth import KeyChanges; "
+        "import sys; from pathlib import Path; from app.keys.auth import KeyChanges; "
         "KeyChanges(Path(sys.argv[1])).announce()"
     )
     subprocess.run([sys.executable, "-c", code, str(path)], check=True)

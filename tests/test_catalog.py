@@ -211,7 +211,7 @@ async def test_disabled_provider(client, reader, admin, scratch):
     assert (await client.get(f"/models/{scratch}/m", headers=reader)).status_code == 200
 
 
-async def test_admin_prices_and_margins(client, admin, scratch):
+async def test_admin_prices_and_margins(client, admin, scratch, clock):
     model_id = f"{scratch}/m"
     body = {"provider": scratch, "name": "m", "type": "language", "aliases": [f"{scratch}-alias"]}
     created = (await client.put("/catalog/models", json=body, headers=admin)).json()
@@ -227,7 +227,9 @@ async def test_admin_prices_and_margins(client, admin, scratch):
     assert (await client.get(f"/models/{model_id}", headers=admin)).json()["pricing"]["input"] == "400"
     await client.put("/catalog/margins", json={"scope": "model", "target": model_id, "margin": "1.1"}, headers=admin)
     assert (await client.get(f"/models/{model_id}", headers=admin)).json()["pricing"]["input"] == "220"
-    # Ending the model override falls back to the provider's margin.
+    # Ending the model override falls back to the provider's margin. A margin's history moves forward: the
+    # next version starts after this one, at the app's (test) clock.
+    clock.advance(seconds=1)
     response = await client.put(
         "/catalog/margins", json={"scope": "model", "target": model_id, "margin": None}, headers=admin
     )

@@ -18,8 +18,8 @@ from click.testing import CliRunner
 from sqlalchemy import text
 
 from app.asgi import sync_catalog_periodically
-from app.catalog.service import CatalogStore
 from app.catalog.sources import Upstreams
+from app.catalog.store import CatalogStore
 from app.catalog.sync import SYNC_LOCK, sync_catalog, sync_if_free
 from app.cli import main
 from app.config import Settings
@@ -446,6 +446,7 @@ async def test_sync_changing_a_price_keeps_earlier_events_and_their_versions(
     # Upstream cuts the input price to 2 USD per 1M.
     models = {"data": [openrouter_model("openai/gpt-4o", prompt="0.000002"), *OPENROUTER_MODELS["data"][1:]]}
     serve_openrouter(upstream, models=models, embeddings=OPENROUTER_EMBEDDINGS)
+    clock.advance(minutes=1)  # the sync's new price version starts at the app's (test) clock
     second = await client.post("/catalog/sync", json={"sources": ["openrouter"]}, headers=admin)
     assert second.json()["results"][0]["prices_added"] == 1, second.text
     t2 = datetime.fromisoformat(second.json()["synced_at"])
@@ -592,6 +593,7 @@ async def test_periodic_sync_in_the_service(engine, upstream, fresh):
         engine=engine,
         direct_engine=engine,
         catalog=store,
+        clock=store.clock,
         upstreams=upstreams(upstream.url, openrouter_provider=provider),
     )
     task = asyncio.create_task(sync_catalog_periodically(state, ("openrouter",), 0.01))

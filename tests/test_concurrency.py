@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from sqlalchemy import text
 
 from app.cli import main
-from app.ledger.reconcile import reconcile
+from app.reconcile import reconcile
 
 CLIENTS = 50
 EVENTS_PER_CLIENT = 20

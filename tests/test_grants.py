@@ -7,24 +7,12 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from litestar.testing import AsyncTestClient
 from sqlalchemy import text
 
-from app.clock import FixedClock
 from app.ledger.service import expire_due_grants
 from tests.helpers import assert_error, assert_reconciled
 
-
-@pytest.fixture
-def clock(shared_clock, conn_engine) -> FixedClock:
-    """Business time, back to now for every test (and `conn_engine` empties the tables after it)."""
-    shared_clock.at = datetime.now(UTC)
-    return shared_clock
-
-
-@pytest.fixture
-def client(app_client, clock) -> AsyncTestClient:
-    return app_client
+pytestmark = pytest.mark.shared_app  # one app for the module: `client` and `clock` are its
 
 
 @pytest.fixture(scope="module")

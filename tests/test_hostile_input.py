@@ -265,13 +265,13 @@ async def test_reports_total_whatever_the_service_stored(client, admin, clock, c
             {"m": model},
         )
         await conn.execute(text(catalog_repository.CHANGED))  # what every catalog writer runs
+    clock.at = datetime.now(UTC)  # the margin is in effect from the database's now on
     for _ in range(100):  # the app learns of catalog changes by LISTEN/NOTIFY
         listed = await client.get(f"/models/{model}", headers=admin)
         if Decimal(listed.json().get("margin") or 1) == Decimal("1E-30"):
             break
         await asyncio.sleep(0.05)
     assert Decimal(listed.json()["margin"]) == Decimal("1E-30"), listed.text
-    clock.at = datetime.now(UTC)
     await create_account(client, admin)
     events = [
         {"event_id": "tiny", "account_id": "acme", "model": model, "input_tokens": MAX_TOKENS},

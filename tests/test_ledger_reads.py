@@ -1,26 +1,14 @@
 """Reads: balances, the ledger (kind and time filters, cursor pages, the balance_after chain), GET /usage
 (filters and pages), and account-bound keys seeing their own account only."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from litestar.testing import AsyncTestClient
 
-from app.clock import FixedClock
 from tests.helpers import assert_error
 
-
-@pytest.fixture
-def clock(shared_clock, conn_engine) -> FixedClock:
-    """Business time, back to now for every test (and `conn_engine` empties the tables after it)."""
-    shared_clock.at = datetime.now(UTC)
-    return shared_clock
-
-
-@pytest.fixture
-def client(app_client, clock) -> AsyncTestClient:
-    return app_client
+pytestmark = pytest.mark.shared_app  # one app for the module: `client` and `clock` are its
 
 
 ZERO = "0.000000000"

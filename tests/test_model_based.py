@@ -43,8 +43,8 @@ from app import pricing
 from app.asgi import create_app
 from app.keys import service as key_service
 from app.keys.schemas import KeyCreate
-from app.ledger.reconcile import reconcile
 from app.ledger.service import expire_due_grants
+from app.reconcile import reconcile
 from tests.helpers import KEEP_TABLES
 
 NANO = Decimal("0.000000001")
@@ -925,7 +925,9 @@ async def reset_database(engine) -> str:
         tables = (await conn.execute(text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'"))).scalars()
         names = ", ".join(f'"{name}"' for name in tables if name not in KEEP_TABLES)
         await conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-        created = await key_service.create(conn, KeyCreate(name="model admin", scopes=["admin"]), actor="test")
+        created = await key_service.create(
+            conn, KeyCreate(name="model admin", scopes=["admin"]), actor="test", now=datetime.now(UTC)
+        )
     return created.key
 
 

@@ -208,8 +208,8 @@ async def test_a_tier_without_rates_waits_unrated_and_is_charged_when_priced(
     # A new price version with priority rates (3.5 / 14): (1000 x 3.5 + 500 x 14) / 1e6 = 0.0105 USD -> 1.47
     body = {"model": model, "input": "2", "output": "8", "variants": [{"service_tier": "priority", "input": "3.5"}]}
     body["variants"][0]["output"] = "14"
+    clock.advance(minutes=1)  # the new version starts after the call, at the app's (test) clock
     assert (await client.post("/catalog/prices", json=body, headers=admin)).status_code == 201
-    clock.advance(minutes=1)  # the new version takes effect (on the wall clock) after the test's clock started
     await rate(client)  # (or the worker's rater, which the catalog change wakes, was first)
     charged = next(e for e in await listed(client, writer) if e["event_id"] == "p1")
     assert (charged["status"], charged["cost"], charged["service_tier"]) == ("charged", "1.470000000", "priority")

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from app.catalog.service import build_catalog
+from app.catalog.model import build_catalog
 from app.errors import AppError
 from app.pricing import MAX_TOKENS, Rates, Tariff, Tier, Usage, credits_value, quote
 

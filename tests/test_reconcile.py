@@ -3,30 +3,18 @@ named. Tampering happens inside a transaction that is rolled back, or, where the
 committed and undone; it only ever touches accounts made by the test, never the catalog."""
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from click.testing import CliRunner
-from litestar.testing import AsyncTestClient
 from sqlalchemy import text
 
 from app.cli import main
-from app.clock import FixedClock
-from app.ledger.reconcile import reconcile
 from app.ledger.service import expire_due_grants
+from app.reconcile import reconcile
 
-
-@pytest.fixture
-def clock(shared_clock, conn_engine) -> FixedClock:
-    """Business time, back to now for every test (and `conn_engine` empties the tables after it)."""
-    shared_clock.at = datetime.now(UTC)
-    return shared_clock
-
-
-@pytest.fixture
-def client(app_client, clock) -> AsyncTestClient:
-    return app_client
+pytestmark = pytest.mark.shared_app  # one app for the module: `client` and `clock` are its
 
 
 async def billing_reconcile(database: str):

@@ -617,7 +617,9 @@ async def prepare(empty_database) -> tuple[Settings, dict[str, str], str]:
     try:
         async with engine.begin() as conn:
             await import_catalog(conn, small_catalog(), at=datetime.now(UTC), label="sample")
-            admin = await key_service.create(conn, KeyCreate(name="fuzz admin", scopes=["admin"]), actor="test")
+            admin = await key_service.create(
+                conn, KeyCreate(name="fuzz admin", scopes=["admin"]), actor="test", now=datetime.now(UTC)
+            )
     finally:
         await engine.dispose()
     return settings_for(url), {"X-API-Key": admin.key}, admin.id

@@ -205,7 +205,8 @@ async def test_one_hour_cache_writes_wait_for_their_rate(client, admin, finance,
     assert (event["input_tokens"], event["cache_write_tokens"], event["cache_write_1h_tokens"]) == (2010, 2000, 500)
     assert event["unrated_reason"] == "model_unpriced" and event["usage"] == usage
     # With the rate: 10 x 2 + 1500 x 2.5 + 500 x 4 + 100 x 8 = 20 + 3750 + 2000 + 800 = 6570 -> 0.00657 USD
-    # x 140 = 0.9198 credits
+    # x 140 = 0.9198 credits. The new version starts after the call, at the app's (test) clock.
+    clock.advance(seconds=1)
     again = await client.post(
         "/catalog/prices",
         json={"model": model, "input": "2", "output": "8", "cache_write": "2.5", "cache_write_1h": "4"},

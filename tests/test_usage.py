@@ -5,27 +5,15 @@ from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
-from litestar.testing import AsyncTestClient
 from sqlalchemy import text
 
-from app.clock import FixedClock
 from app.money import money
 from app.pricing import Rates, Usage, credits_value, quote
 from app.usage import service
 from app.usage.endpoints import BATCHES
 from tests.helpers import assert_error
 
-
-@pytest.fixture
-def clock(shared_clock, conn_engine) -> FixedClock:
-    """Business time, back to now for every test (and `conn_engine` empties the tables after it)."""
-    shared_clock.at = datetime.now(UTC)
-    return shared_clock
-
-
-@pytest.fixture
-def client(app_client, clock) -> AsyncTestClient:
-    return app_client
+pytestmark = pytest.mark.shared_app  # one app for the module: `client` and `clock` are its
 
 
 GRANT = Decimal(100)

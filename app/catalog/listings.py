@@ -26,13 +26,14 @@ import time
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Context, Decimal, Inexact, InvalidOperation, Overflow
+from decimal import Decimal
 from typing import Any, NamedTuple
 
 import httpx
 import msgspec
 
 from app.catalog import sources
+from app.catalog.model import Catalog, Model, exact
 from app.catalog.schemas import (
     ListingSource,
     OllamaModel,
@@ -43,8 +44,8 @@ from app.catalog.schemas import (
     OpenRouterModels,
     TokenPricing,
 )
-from app.catalog.service import Catalog, Model, exact
 from app.catalog.sources import CURATED_OPENROUTER, SourceError, Upstreams
+from app.money import EXACT, exact_context
 
 log = logging.getLogger("app.catalog.listings")
 
@@ -388,7 +389,7 @@ def token_pricing(input: Decimal | None, output: Decimal | None, margin: Decimal
 
 
 def per_token(usd_per_million: Decimal, margin: Decimal) -> str:
-    return exact(times(usd_per_million, margin).scaleb(-6, _TRAPS))
+    return exact(times(usd_per_million, margin).scaleb(-6, EXACT))
 
 
 def input_cost(catalog: Catalog, model: Model | None, now: datetime) -> str | None:
@@ -398,14 +399,10 @@ def input_cost(catalog: Catalog, model: Model | None, now: datetime) -> str | No
     return dollars(times(price.rates.input, catalog.margin_at(model, now)))
 
 
-# Nothing here rounds: an inexact result raises.
-_TRAPS = Context(prec=60, traps=[InvalidOperation, Inexact, Overflow])
-
-
 def times(a: Decimal, b: Decimal) -> Decimal:
     """a x b, exactly: a product has at most as many digits as its factors together."""
     digits = len(a.as_tuple().digits) + len(b.as_tuple().digits)
-    return Context(prec=digits, traps=[InvalidOperation, Inexact, Overflow]).multiply(a, b)
+    return exact_context(digits).multiply(a, b)
 
 
 def dollars(usd: Decimal) -> str:

@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from decimal import Context, Decimal, Inexact, InvalidOperation
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -22,11 +22,10 @@ import httpx
 
 from app.catalog import entries, litellm
 from app.catalog.importer import RATE_KINDS, read_catalog
-from app.catalog.service import exact
+from app.catalog.model import exact
 from app.config import Settings
+from app.money import EXACT
 
-# Scaling by 10^6 must never round: an inexact result raises instead.
-_EXACT = Context(prec=60, traps=[InvalidOperation, Inexact])
 # As schemas.ModelName: what the API accepts as the name part of a model id.
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@+/-]{0,199}$")
 MAX_COUNT = 2**31 - 1  # the INTEGER columns of the models table
@@ -250,7 +249,7 @@ def parse_json(raw: bytes, where: str) -> Any:
 
 def per_million(value: Any, what: str) -> Decimal:
     """A per-token USD price as USD per 1M tokens, exactly; negative stays negative (a sentinel)."""
-    return usd(value, what).scaleb(6, context=_EXACT)
+    return usd(value, what).scaleb(6, context=EXACT)  # never rounds: an inexact result raises
 
 
 def usd(value: Any, what: str) -> Decimal:

@@ -32,8 +32,8 @@ from app.catalog.importer import (
     price_row,
     same_rates,
 )
+from app.catalog.model import exact
 from app.catalog.schemas import SourceSyncResult, SyncChange, SyncPrice, SyncResult, TierRates, VariantRates
-from app.catalog.service import exact
 from app.catalog.sources import SourceData, SourceError, Upstreams
 from app.config import SYNC_SOURCES
 from app.tables import providers

@@ -1,16 +1,16 @@
-from decimal import Decimal
 from typing import Any
 
 from litestar import Controller, Request, post
+from litestar.di import NamedDependency
 from litestar.params import JSONBody
 
-from app.auth import Principal
+from app.catalog.model import Catalog
+from app.clock import Clock
 from app.db import Db
-from app.errors import Forbidden, InvalidRequest, NotFound
+from app.errors import Forbidden, InvalidRequest
 from app.estimates import service
-from app.estimates.schemas import Comparison, Estimate, EstimateIn, Funds
-from app.ledger import repository as ledger_repository
-from app.money import money
+from app.estimates.schemas import Comparison, Estimate, EstimateIn
+from app.keys.schemas import Principal
 from app.openapi import errors
 from app.usage import reported
 
@@ -21,14 +21,18 @@ class EstimateController(Controller):
 
     @post("/", opt={"scope": "catalog:read"}, status_code=200, responses=errors(404, 422))
     async def estimate(
-        self, request: Request[Principal, str, Any], db: Db, data: JSONBody[EstimateIn]
+        self,
+        request: Request[Principal, str, Any],
+        db: Db,
+        catalog: NamedDependency[Catalog],
+        clock: NamedDependency[Clock],
+        data: JSONBody[EstimateIn],
     ) -> Estimate | Comparison:
         """Price a call without recording it; `models` compares the same call across models, cheapest first."""
         reported.check_counts(await request.json())
         if (data.model is None) == (data.models is None):
             raise InvalidRequest("Give either `model` or `models`", param="model")
-        state = request.app.state
-        catalog, now, finance = state.catalog.catalog, state.clock.now(), request.user.is_finance
+        now, finance = clock.now(), request.user.is_finance
         usage = service.usage_of(data)
         call = {"provider": data.provider, "service_tier": data.service_tier, "region": data.region}
         if data.model is not None:
@@ -43,12 +47,6 @@ class EstimateController(Controller):
             ):
                 # A balance is ledger data: a catalog-only key acting for any account may not read one.
                 raise Forbidden("Checking an account's funds needs the `ledger:read` or `usage:write` scope")
-            account_id = request.user.account(data.account_id)
             async with db.connect() as conn:
-                row = await ledger_repository.get_account(conn, account_id, now)
-            if row is None:
-                raise NotFound(f"Account '{account_id}' not found", code="account_not_found", param="account_id")
-            available = row.balance - row.pending
-            for view in estimates:
-                view.account = Funds(account_id, money(available), Decimal(view.credits) <= available)
+                await service.add_funds(conn, estimates, request.user.account(data.account_id), now)
         return result

@@ -3,7 +3,8 @@ from typing import Annotated, Any
 import msgspec
 
 from app.catalog.schemas import Region, ServiceTier
-from app.usage.schemas import ErrorObject, ModelRef, ProviderRef
+from app.errors import ErrorObject
+from app.usage.schemas import ModelRef, ProviderRef
 
 
 class EstimateIn(msgspec.Struct, forbid_unknown_fields=True):

@@ -5,14 +5,16 @@ from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from app import pricing
+from app.catalog.model import Catalog, exact
 from app.catalog.resolve import bedrock_region
-from app.catalog.service import Catalog, exact
-from app.errors import AppError, InvalidRequest
-from app.estimates.schemas import Comparison, Estimate, EstimateIn, Line, Unavailable
-from app.money import money
+from app.errors import AppError, InvalidRequest, NotFound, error_object
+from app.estimates.schemas import Comparison, Estimate, EstimateIn, Funds, Line, Unavailable
+from app.ledger import repository as ledger_repository
+from app.money import money, subtract
 from app.usage import reported
-from app.usage.service import error_object
 
 
 def usage_of(data: EstimateIn) -> pricing.Usage:
@@ -94,3 +96,13 @@ def compare(
             unavailable.append(Unavailable(model=ref, error=error_object(error)))
     priced.sort(key=lambda item: (item[1], item[0].model))
     return Comparison(estimates=[view for view, _ in priced], unavailable=unavailable)
+
+
+async def add_funds(conn: AsyncConnection, estimates: list[Estimate], account_id: str, now: datetime) -> None:
+    """Tell on each estimate whether the account's available credits cover it."""
+    row = await ledger_repository.get_account(conn, account_id, now)
+    if row is None:
+        raise NotFound(f"Account '{account_id}' not found", code="account_not_found", param="account_id")
+    available = subtract(row.balance, row.pending)
+    for view in estimates:
+        view.account = Funds(account_id, money(available), Decimal(view.credits) <= available)

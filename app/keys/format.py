@@ -1,5 +1,8 @@
 """What an API key looks like. Free of third-party imports: `billing` reads it before it loads the app."""
 
+import hashlib
+import secrets
+
 SCOPES = ("catalog:read", "usage:write", "ledger:read", "admin")
 KEY_PREFIX = "cmk_"
 KEY_ID_LENGTH = 12
@@ -17,3 +20,14 @@ def key_id_of(text: str) -> str | None:
     if len(text) != KEY_ID_LENGTH or not set(text) <= HEX:
         return None
     return text
+
+
+def new_key() -> tuple[str, str]:
+    """A fresh (key id, full secret key); the id is public and also the key's lookup handle."""
+    key_id = secrets.token_hex(KEY_ID_LENGTH // 2)
+    return key_id, f"{KEY_PREFIX}{key_id}{secrets.token_urlsafe(32)}"
+
+
+def hash_key(key: str) -> bytes:
+    # The secret carries 256 random bits, so a fast hash is as strong as a slow one here.
+    return hashlib.sha256(key.encode()).digest()

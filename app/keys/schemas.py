@@ -1,7 +1,10 @@
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Literal
 
 import msgspec
+
+from app.errors import NotFound
 
 Scope = Literal["catalog:read", "usage:write", "ledger:read", "admin"]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
@@ -38,3 +41,26 @@ class AuditEntry(msgspec.Struct):
     action: str
     target: str
     details: dict
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    key_id: str
+    scopes: frozenset[str]
+    account_id: str | None
+
+    def has(self, scope: str) -> bool:
+        return "admin" in self.scopes or scope in self.scopes
+
+    @property
+    def is_finance(self) -> bool:
+        """Upstream costs and margins are for operator and finance keys only."""
+        return self.has("ledger:read")
+
+    def account(self, account_id: str | None) -> str | None:
+        """The account this request may act for; another account's id looks like an unknown one."""
+        if self.account_id is None:
+            return account_id
+        if account_id is not None and account_id != self.account_id:
+            raise NotFound(f"Account '{account_id}' not found", code="account_not_found")
+        return self.account_id

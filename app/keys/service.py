@@ -1,11 +1,11 @@
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.auth import KEY_PREFIX, hash_key, new_key
 from app.errors import InvalidRequest, NotFound
 from app.keys import repository
+from app.keys.format import KEY_PREFIX, hash_key, new_key
 from app.keys.schemas import CreatedKey, Key, KeyCreate
 from app.ledger import repository as ledger_repository
 from app.times import utc
@@ -15,7 +15,7 @@ def to_key(row: Row) -> Key:
     return Key(prefix=KEY_PREFIX + row.id, **row._asdict())
 
 
-async def create(conn: AsyncConnection, data: KeyCreate, actor: str) -> CreatedKey:
+async def create(conn: AsyncConnection, data: KeyCreate, actor: str, now: datetime) -> CreatedKey:
     scopes = sorted(set(data.scopes))
     if data.account_id is not None:
         if "admin" in scopes:
@@ -23,7 +23,7 @@ async def create(conn: AsyncConnection, data: KeyCreate, actor: str) -> CreatedK
         if not await ledger_repository.account_exists(conn, data.account_id):
             raise NotFound(f"Account '{data.account_id}' not found", code="account_not_found", param="account_id")
     expires_at = None if data.expires_at is None else utc(data.expires_at, "expires_at")
-    if expires_at is not None and expires_at <= datetime.now(UTC):
+    if expires_at is not None and expires_at <= now:
         raise InvalidRequest("`expires_at` must be in the future", param="expires_at")
     key_id, secret = new_key()
     row = await repository.insert_key(

@@ -1,17 +1,20 @@
 from datetime import datetime
 from typing import Annotated
 
-import msgspec
+import asyncpg
 from litestar import Controller, Request, get, patch, post
+from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
 from litestar.response import Response
 
 from app import db as database
-from app import idempotency
-from app.auth import Principal
+from app.catalog.model import Catalog
+from app.clock import Clock
 from app.db import Db, ReadDb
 from app.errors import InvalidRequest, NotFound
 from app.exports import Format, csv_response, to_csv, wants_csv
+from app.idempotency import respond
+from app.keys.schemas import Principal
 from app.ledger import repository, service
 from app.ledger.schemas import (
     Account,
@@ -50,6 +53,7 @@ class AccountController(Controller):
     async def list_accounts(
         self,
         request: Request[Principal, str, object],
+        clock: NamedDependency[Clock],
         db: Db,
         cursor: FromQuery[str | None] = None,
         limit: FromQuery[int] = DEFAULT_LIMIT,
@@ -62,90 +66,103 @@ class AccountController(Controller):
                 only=request.user.account(None),
                 after=after[0] if after else None,
                 limit=check_limit(limit) + 1,
-                now=request.app.state.clock.now(),
+                now=clock.now(),
             )
         return page(rows, limit, lambda row: (row.id,), service.to_account)
 
     @patch("/{account_id:str}", opt={"scope": "admin"}, responses=errors(404))
     async def update_account(
-        self, request: Request[Principal, str, object], db: Db, account_id: FromPath[str], data: JSONBody[AccountUpdate]
+        self,
+        request: Request[Principal, str, object],
+        pool: NamedDependency[asyncpg.Pool],
+        clock: NamedDependency[Clock],
+        db: Db,
+        account_id: FromPath[str],
+        data: JSONBody[AccountUpdate],
     ) -> Account:
         """Change an account's `low_balance_threshold` (credits; null turns the balance.low webhook off)."""
-        state = request.app.state
         account_id = request.user.account(account_id)
-        await database.transaction(
-            state.pool, lambda conn: service.update_account(conn, account_id, data, state.clock.now())
-        )
+        await database.transaction(pool, lambda conn: service.update_account(conn, account_id, data, clock.now()))
         async with db.connect() as conn:
-            return await service.get_account(conn, account_id, state.clock.now())
+            return await service.get_account(conn, account_id, clock.now())
 
     @get("/{account_id:str}", opt={"scope": "ledger:read"})
-    async def get_account(self, request: Request[Principal, str, object], db: Db, account_id: FromPath[str]) -> Account:
+    async def get_account(
+        self, request: Request[Principal, str, object], clock: NamedDependency[Clock], db: Db, account_id: FromPath[str]
+    ) -> Account:
         """One account with its balance, pending holds and available credits."""
         async with db.connect() as conn:
-            return await service.get_account(conn, request.user.account(account_id), request.app.state.clock.now())
+            return await service.get_account(conn, request.user.account(account_id), clock.now())
 
     @post("/{account_id:str}/grants", opt={"scope": "admin"}, status_code=201)
     async def create_grant(
         self,
         request: Request[Principal, str, object],
+        pool: NamedDependency[asyncpg.Pool],
+        clock: NamedDependency[Clock],
         account_id: FromPath[str],
         data: JSONBody[GrantCreate],
         idempotency_key: Annotated[str | None, HeaderParameter(name="Idempotency-Key")] = None,
     ) -> Response[GrantCreated]:
         """Add credits, optionally expiring; with an `Idempotency-Key`, a retry gets the first answer."""
-        state = request.app.state
         account_id = request.user.account(account_id)
-        status, body = await database.transaction(
-            state.pool,
-            lambda conn: service.create_grant(conn, account_id, data, state.clock.now(), idempotency_key),
+        return respond(
+            await database.transaction(
+                pool,
+                lambda conn: service.create_grant(conn, account_id, data, clock.now(), idempotency_key),
+            )
         )
-        headers = {"Idempotent-Replayed": "true"} if status == 200 else {}
-        return Response(body, status_code=status, headers=headers)
 
     @post("/{account_id:str}/adjustments", opt={"scope": "admin"}, status_code=201)
     async def create_adjustment(
         self,
         request: Request[Principal, str, object],
+        pool: NamedDependency[asyncpg.Pool],
+        clock: NamedDependency[Clock],
         account_id: FromPath[str],
         data: JSONBody[AdjustmentCreate],
         idempotency_key: Annotated[str | None, HeaderParameter(name="Idempotency-Key")] = None,
     ) -> Response[Adjustment]:
         """Credit (positive `amount`) or debit (negative) an account, with a reason; idempotent with a key."""
-        state = request.app.state
         account_id = request.user.account(account_id)
-        status, body = await database.transaction(
-            state.pool, lambda conn: service.adjust(conn, account_id, data, state.clock.now(), idempotency_key)
+        return respond(
+            await database.transaction(
+                pool, lambda conn: service.adjust(conn, account_id, data, clock.now(), idempotency_key)
+            )
         )
-        return Response(body, status_code=status, headers={"Idempotent-Replayed": "true"} if status == 200 else {})
 
     @post("/{account_id:str}/reversals", opt={"scope": "admin"}, status_code=201, responses=errors(409))
     async def create_reversal(
-        self, request: Request[Principal, str, object], account_id: FromPath[str], data: JSONBody[ReversalCreate]
+        self,
+        request: Request[Principal, str, object],
+        pool: NamedDependency[asyncpg.Pool],
+        clock: NamedDependency[Clock],
+        account_id: FromPath[str],
+        data: JSONBody[ReversalCreate],
     ) -> Response[Reversal]:
         """Give back what a usage event was charged, as a new entry; reversing it again replays the first answer."""
-        state = request.app.state
         account_id = request.user.account(account_id)
-        status, body = await database.transaction(
-            state.pool, lambda conn: service.reverse(conn, account_id, data, state.clock.now())
+        return respond(
+            await database.transaction(pool, lambda conn: service.reverse(conn, account_id, data, clock.now()))
         )
-        return Response(body, status_code=status, headers={"Idempotent-Replayed": "true"} if status == 200 else {})
 
     @get("/{account_id:str}/grants", opt={"scope": "ledger:read"})
     async def list_grants(
-        self, request: Request[Principal, str, object], db: Db, account_id: FromPath[str]
+        self, request: Request[Principal, str, object], clock: NamedDependency[Clock], db: Db, account_id: FromPath[str]
     ) -> Page[Grant]:
         """The account's grants with what is left of each, oldest first."""
         async with db.connect() as conn:
-            account = await service.get_account(conn, request.user.account(account_id), request.app.state.clock.now())
+            account = await service.get_account(conn, request.user.account(account_id), clock.now())
             rows = await repository.list_grants(conn, account.id)
         return Page(data=[service.grant_view(row._mapping) for row in rows], next_cursor=None)
 
     @get("/{account_id:str}/balance", opt={"scope": "ledger:read"})
-    async def get_balance(self, request: Request[Principal, str, object], db: Db, account_id: FromPath[str]) -> Balance:
+    async def get_balance(
+        self, request: Request[Principal, str, object], clock: NamedDependency[Clock], db: Db, account_id: FromPath[str]
+    ) -> Balance:
         """Balance, credits held by pending authorizations, and what is available."""
         async with db.connect() as conn:
-            row = await repository.get_account(conn, request.user.account(account_id), request.app.state.clock.now())
+            row = await repository.get_account(conn, request.user.account(account_id), clock.now())
         if row is None:
             raise NotFound(f"Account '{account_id}' not found", code="account_not_found")
         return service.balance_view(row)
@@ -154,6 +171,7 @@ class AccountController(Controller):
     async def list_ledger(
         self,
         request: Request[Principal, str, object],
+        clock: NamedDependency[Clock],
         read_db: ReadDb,
         account_id: FromPath[str],
         kind: FromQuery[list[EntryKind] | None] = None,
@@ -168,7 +186,7 @@ class AccountController(Controller):
         after = decode_cursor(cursor, int)
         export = wants_csv(request, format_)
         async with read_db.connect() as conn:
-            account = await service.get_account(conn, request.user.account(account_id), request.app.state.clock.now())
+            account = await service.get_account(conn, request.user.account(account_id), clock.now())
             rows = await repository.list_entries(
                 conn,
                 account_id=account.id,
@@ -195,50 +213,48 @@ class AuthorizationController(Controller):
     async def create_authorization(
         self,
         request: Request[Principal, str, object],
+        pool: NamedDependency[asyncpg.Pool],
+        clock: NamedDependency[Clock],
+        catalog: NamedDependency[Catalog],
         data: JSONBody[AuthorizationCreate],
         idempotency_key: Annotated[str | None, HeaderParameter(name="Idempotency-Key")] = None,
     ) -> Response[Authorization]:
         """Hold the worst-case cost of a call against the available balance, or answer 402 `insufficient_credits`."""
         reported.check_counts(await request.json())
-        state = request.app.state
         account_id = request.user.account(data.account_id)
         if account_id is None:
             raise InvalidRequest("`account_id` is required for a key not bound to an account", param="account_id")
-
-        async def work(conn):
-            scope = f"authorization:{account_id}"
-            if idempotency_key is not None:
-                replay = await idempotency.claim(conn, account_id, scope, idempotency_key, msgspec.to_builtins(data))
-                if replay is not None:
-                    return replay.status, replay.body
-            body = msgspec.to_builtins(
-                await service.authorize(conn, account_id, data, state.catalog.catalog, state.clock.now())
+        return respond(
+            await database.transaction(
+                pool,
+                lambda conn: service.authorize(conn, account_id, data, catalog, clock.now(), idempotency_key),
             )
-            if idempotency_key is not None:
-                await idempotency.remember(conn, account_id, scope, idempotency_key, 201, body)
-            return 201, body
-
-        status, body = await database.transaction(state.pool, work)
-        headers = {"Idempotent-Replayed": "true"} if status == 200 else {}
-        return Response(body, status_code=status, headers=headers)
+        )
 
     @post("/{authorization_id:str}/release", status_code=200, responses=errors(409))
     async def release_authorization(
-        self, request: Request[Principal, str, object], authorization_id: FromPath[str]
+        self,
+        request: Request[Principal, str, object],
+        pool: NamedDependency[asyncpg.Pool],
+        clock: NamedDependency[Clock],
+        authorization_id: FromPath[str],
     ) -> Authorization:
         """Release a hold before it expires; releasing again answers the same."""
-        state = request.app.state
         return await database.transaction(
-            state.pool, lambda conn: service.release(conn, request.user, authorization_id, state.clock.now())
+            pool, lambda conn: service.release(conn, request.user, authorization_id, clock.now())
         )
 
     @get("/{authorization_id:str}")
     async def get_authorization(
-        self, request: Request[Principal, str, object], db: Db, authorization_id: FromPath[str]
+        self,
+        request: Request[Principal, str, object],
+        clock: NamedDependency[Clock],
+        db: Db,
+        authorization_id: FromPath[str],
     ) -> Authorization:
         """One hold with its status: pending, settled, released or expired."""
         async with db.connect() as conn:
             row = await repository.get_authorization(conn, request.user.account_id, authorization_id)
         if row is None or request.user.account_id not in (None, row.account_id):
             raise NotFound(f"Authorization '{authorization_id}' not found", code="authorization_not_found")
-        return service.authorization_view(row._mapping, request.app.state.clock.now(), event_id=row.event_id)
+        return service.authorization_view(row._mapping, clock.now(), event_id=row.event_id)

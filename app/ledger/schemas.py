@@ -117,6 +117,8 @@ class Authorization(msgspec.Struct):
     available: str | None = None
     service_tier: str = "default"
     region: str | None = None
+    # Only a retry's answer (the same `Idempotency-Key`) carries it, as `true`.
+    replay: bool | msgspec.UnsetType = msgspec.UNSET
 
 
 class AdjustmentCreate(msgspec.Struct, forbid_unknown_fields=True):

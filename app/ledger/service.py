@@ -9,10 +9,11 @@ from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app import db, idempotency
-from app.auth import Principal
+from app.catalog.model import Catalog
 from app.catalog.resolve import bedrock_region
-from app.catalog.service import Catalog
 from app.errors import AppError, Conflict, InvalidRequest, NotFound
+from app.idempotency import Result
+from app.keys.schemas import Principal
 from app.ledger import repository
 from app.ledger.schemas import (
     Account,
@@ -238,8 +239,8 @@ async def add_credits(
 
 async def create_grant(
     conn: asyncpg.Connection, account_id: str, data: GrantCreate, now: datetime, idempotency_key: str | None
-) -> tuple[int, dict]:
-    """Add credits to an account; returns (status, body) so a replay can return the stored answer."""
+) -> Result[GrantCreated]:
+    """Add credits to an account; with an idempotency key, a retry is given the first answer."""
     amount = check_amount(data.amount, "amount")
     if amount <= 0:
         raise InvalidRequest("`amount` must be positive", param="amount")
@@ -249,34 +250,32 @@ async def create_grant(
         "description": data.description,
         "expires_at": expires_at.isoformat() if expires_at else None,
     }
-    scope = f"grant:{account_id}"
-    if idempotency_key is not None:
-        replay = await idempotency.claim(conn, account_id, scope, idempotency_key, request)
-        if replay is not None:
-            return replay.status, replay.body
-    # Checked after the replay: a retry of a made grant answers as the first time, even once its
-    # expiry has passed.
-    if expires_at is not None and expires_at <= now:
-        raise InvalidRequest("`expires_at` must be in the future", param="expires_at")
-    books = await open_books(conn, [account_id], now)
-    if account_id not in books.balance:
-        raise NotFound(f"Account '{account_id}' not found", code="account_not_found")
-    row, after = await add_credits(
-        conn,
-        books,
-        account_id,
-        amount,
-        kind="grant",
-        counterparty="system:grants",
-        description=data.description,
-        expires_at=expires_at,
-        now=now,
+
+    async def grant() -> GrantCreated:
+        # Checked after the replay: a retry of a made grant answers as the first time, even once its
+        # expiry has passed.
+        if expires_at is not None and expires_at <= now:
+            raise InvalidRequest("`expires_at` must be in the future", param="expires_at")
+        books = await open_books(conn, [account_id], now)
+        if account_id not in books.balance:
+            raise NotFound(f"Account '{account_id}' not found", code="account_not_found")
+        row, after = await add_credits(
+            conn,
+            books,
+            account_id,
+            amount,
+            kind="grant",
+            counterparty="system:grants",
+            description=data.description,
+            expires_at=expires_at,
+            now=now,
+        )
+        await books.close(conn, now)
+        return GrantCreated(**msgspec.structs.asdict(grant_view(row)), balance_after=money(after))
+
+    return await idempotency.once(
+        conn, account_id, f"grant:{account_id}", idempotency_key, request, GrantCreated, grant
     )
-    await books.close(conn, now)
-    body = msgspec.to_builtins(GrantCreated(**msgspec.structs.asdict(grant_view(row)), balance_after=money(after)))
-    if idempotency_key is not None:
-        await idempotency.remember(conn, account_id, scope, idempotency_key, 201, body)
-    return 201, body
 
 
 EXPIRY_LOCK = 7_301_001  # pg advisory lock key: one worker at a time sweeps expired grants
@@ -356,10 +355,28 @@ def authorization_view(row, now: datetime, available: Decimal | None = None, eve
 
 
 async def authorize(
+    conn: asyncpg.Connection,
+    account_id: str,
+    data: AuthorizationCreate,
+    catalog: Catalog,
+    now: datetime,
+    idempotency_key: str | None,
+) -> Result[Authorization]:
+    """Hold the call's worst-case cost, or refuse with 402; with an idempotency key, a retry is given
+    the first answer."""
+    scope, request = f"authorization:{account_id}", msgspec.to_builtins(data)
+
+    async def hold() -> Authorization:
+        return await hold_credits(conn, account_id, data, catalog, now)
+
+    return await idempotency.once(conn, account_id, scope, idempotency_key, request, Authorization, hold)
+
+
+async def hold_credits(
     conn: asyncpg.Connection, account_id: str, data: AuthorizationCreate, catalog: Catalog, now: datetime
 ) -> Authorization:
-    """Hold the call's worst-case cost, or refuse with 402. The account row is locked while the
-    available balance is checked and the hold written, so concurrent holds cannot overspend."""
+    """The account row is locked while the available balance is checked and the hold written, so
+    concurrent holds cannot overspend."""
     model = catalog.require_available(data.model, data.provider)
     if data.usage is None and data.max_output_tokens is None:
         raise InvalidRequest(
@@ -418,41 +435,39 @@ async def release(conn: asyncpg.Connection, principal: Principal, authorization_
 
 async def adjust(
     conn: asyncpg.Connection, account_id: str, data: AdjustmentCreate, now: datetime, idempotency_key: str | None
-) -> tuple[int, dict]:
+) -> Result[Adjustment]:
     amount = check_amount(data.amount, "amount", allow_negative=True)
     if amount == 0:
         raise InvalidRequest("`amount` must not be zero", param="amount")
-    scope = f"adjustment:{account_id}"
     request = {"amount": money(amount), "reason": data.reason}
-    if idempotency_key is not None and (
-        replay := await idempotency.claim(conn, account_id, scope, idempotency_key, request)
-    ):
-        return replay.status, replay.body
-    books = await open_books(conn, [account_id], now)
-    if account_id not in books.balance:
-        raise NotFound(f"Account '{account_id}' not found", code="account_not_found")
-    if amount > 0:
-        _, after = await add_credits(
-            conn,
-            books,
-            account_id,
-            amount,
-            kind="adjustment",
-            counterparty="system:adjustments",
-            description=data.reason,
-            expires_at=None,
-            now=now,
-        )
-    else:
-        after = books.post(account_id, "adjustment", amount, "system:adjustments", description=data.reason)
-    await books.close(conn, now)
-    body = msgspec.to_builtins(Adjustment(account_id, money(amount), data.reason, money(after), now))
-    if idempotency_key is not None:
-        await idempotency.remember(conn, account_id, scope, idempotency_key, 201, body)
-    return 201, body
+
+    async def post() -> Adjustment:
+        books = await open_books(conn, [account_id], now)
+        if account_id not in books.balance:
+            raise NotFound(f"Account '{account_id}' not found", code="account_not_found")
+        if amount > 0:
+            _, after = await add_credits(
+                conn,
+                books,
+                account_id,
+                amount,
+                kind="adjustment",
+                counterparty="system:adjustments",
+                description=data.reason,
+                expires_at=None,
+                now=now,
+            )
+        else:
+            after = books.post(account_id, "adjustment", amount, "system:adjustments", description=data.reason)
+        await books.close(conn, now)
+        return Adjustment(account_id, money(amount), data.reason, money(after), now)
+
+    return await idempotency.once(
+        conn, account_id, f"adjustment:{account_id}", idempotency_key, request, Adjustment, post
+    )
 
 
-async def reverse(conn: asyncpg.Connection, account_id: str, data: ReversalCreate, now: datetime) -> tuple[int, dict]:
+async def reverse(conn: asyncpg.Connection, account_id: str, data: ReversalCreate, now: datetime) -> Result[Reversal]:
     """Credit back a usage event's charge as a new `reversal` entry; reversing it again replays."""
     books = await open_books(conn, [account_id], now)
     if account_id not in books.balance:
@@ -470,7 +485,7 @@ async def reverse(conn: asyncpg.Connection, account_id: str, data: ReversalCreat
             event["reversed_at"],
             replay=True,
         )
-        return 200, msgspec.to_builtins(body)
+        return Result(body, replayed=True)
     if event["cost"] == 0:
         raise Conflict(
             f"Usage event '{data.event_id}' cost nothing; there is nothing to reverse", code="nothing_to_reverse"
@@ -489,6 +504,4 @@ async def reverse(conn: asyncpg.Connection, account_id: str, data: ReversalCreat
     )
     await books.close(conn, now)
     await repository.add_reversal_to_rollup(conn, account_id, event["id"])
-    return 201, msgspec.to_builtins(
-        Reversal(account_id, data.event_id, money(event["cost"]), data.reason, money(after), now)
-    )
+    return Result(Reversal(account_id, data.event_id, money(event["cost"]), data.reason, money(after), now))

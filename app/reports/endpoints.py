@@ -3,9 +3,9 @@ from typing import Annotated, Any
 from litestar import Controller, Request, get
 from litestar.params import FromQuery, QueryParameter
 
-from app.auth import Principal
 from app.db import ReadDb
 from app.exports import Format, csv_response, to_csv, wants_csv
+from app.keys.schemas import Principal
 from app.openapi import errors
 from app.pagination import DEFAULT_LIMIT, check_limit
 from app.reports import service

@@ -1,13 +1,6 @@
 from datetime import UTC, date, datetime, time
 from decimal import (
-    MAX_PREC,
-    ROUND_HALF_EVEN,
-    Context,
     Decimal,
-    DivisionByZero,
-    Inexact,
-    InvalidOperation,
-    Overflow,
     localcontext,
 )
 from types import SimpleNamespace
@@ -15,7 +8,7 @@ from types import SimpleNamespace
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.errors import InvalidRequest
-from app.money import money, subtract
+from app.money import RATIOS, SUMS, money, subtract
 from app.pagination import decode_cursor, encode_cursor
 from app.reports import repository
 from app.reports.schemas import (
@@ -32,7 +25,6 @@ from app.usage import repository as usage_repository
 
 PERCENT = Decimal("0.01")
 SUMMED = ("events", *TOKEN_METRICS, "cost", "upstream_cost_usd", "credits_usd", "reversed")
-EXACT = Context(prec=MAX_PREC, traps=[Inexact])
 # The type of each group key's value in a cursor.
 CURSOR_TYPES = {"account": str, "model": str, "provider": str, "day": date, "month": date}
 
@@ -69,13 +61,8 @@ def whole_day(value: datetime | None) -> bool:
     return value is None or value.astimezone(UTC).time() == time()
 
 
-# Room for any ratio of stored sums (a margin of 10^40 over credits of 10^-9, say, is 51 digits
-# before its 2 places); Python's default 28 digits answered such a report with a 500.
-_PERCENT = Context(prec=100, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation, DivisionByZero, Overflow])
-
-
 def percent(part: Decimal, whole: Decimal) -> str:
-    return str(_PERCENT.divide(_PERCENT.multiply(part, 100), whole).quantize(PERCENT, context=_PERCENT))
+    return str(RATIOS.divide(RATIOS.multiply(part, 100), whole).quantize(PERCENT, context=RATIOS))
 
 
 def usage_row(row, group_by: list[str]) -> UsageRow:
@@ -151,7 +138,7 @@ def total_of(rows: list) -> SimpleNamespace | None:
     Decimals are added without rounding), and the rollups are read once instead of twice."""
     if not rows:
         return None
-    with localcontext(EXACT):
+    with localcontext(SUMS):
         return SimpleNamespace(**{name: sum(getattr(row, name) for row in rows) for name in SUMMED})
 
 

@@ -10,7 +10,8 @@ import asyncpg
 from app import db
 from app.clock import Clock
 from app.observability import BATCH_SIZE
-from app.usage.service import Outcome, Prepared, record
+from app.usage.schemas import Prepared
+from app.usage.service import Outcome, record
 
 log = logging.getLogger("app.usage")
 

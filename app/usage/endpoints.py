@@ -1,22 +1,29 @@
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
+import asyncpg
 import msgspec
 from litestar import Controller, Request, get, post
+from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromQuery, JSONBody, QueryParameter
 from litestar.response import Response
 
 from app import db
-from app.auth import Principal
+from app.catalog.model import Catalog
+from app.clock import Clock
 from app.db import ReadDb
-from app.errors import AppError, InvalidRequest
+from app.errors import AppError, InvalidRequest, error_object
+from app.idempotency import Result, respond
+from app.keys.schemas import Principal
 from app.observability import EVENTS
 from app.openapi import errors
 from app.pagination import DEFAULT_LIMIT, Page, check_limit, decode_cursor, page
 from app.times import aware
 from app.usage import reported, repository, service
-from app.usage.schemas import BatchIn, BatchOut, BatchResult, UsageEvent, UsageIn
+from app.usage.coalescer import Coalescer
+from app.usage.rating import Rater
+from app.usage.schemas import BatchIn, BatchOut, BatchResult, Prepared, UsageEvent, UsageIn
 
 AnyRequest = Request[Principal, str, Any]
 UNRATED = {
@@ -28,61 +35,72 @@ UNRATED = {
 }
 
 
-def prepare(request: AnyRequest, event: UsageIn) -> service.Prepared:
-    state = request.app.state
-    return service.prepare(event, request.user, state.catalog.catalog, state.clock.now())
-
-
 class UsageController(Controller):
     path = "/usage"
     tags = ["usage"]
 
     @post("/", opt={"scope": "usage:write"}, status_code=201, responses=errors(404, 409, 422) | UNRATED)
-    async def record_usage(self, request: AnyRequest, data: JSONBody[UsageIn]) -> Response[UsageEvent]:
+    async def record_usage(
+        self,
+        request: AnyRequest,
+        catalog: NamedDependency[Catalog],
+        clock: NamedDependency[Clock],
+        coalescer: NamedDependency[Coalescer],
+        rater: NamedDependency[Rater],
+        data: JSONBody[UsageIn],
+    ) -> Response[UsageEvent]:
         """Record one usage event and charge it (201), or keep it unrated when the catalog cannot price it yet
         (202); a retry with the same `event_id` answers the event as it stands now (200)."""
         reported.check_counts(await request.json())  # decoded once: Litestar keeps it
-        outcome = await request.app.state.coalescer.submit(prepare(request, data))
+        outcome = await coalescer.submit(service.prepare(data, request.user, catalog, clock.now()))
         EVENTS.labels(outcome.status).inc()
         if outcome.status == "error":
             raise outcome.error
         event = service.for_audience(outcome.event, request.user.is_finance)
-        if outcome.status == "duplicate":
-            return Response(event, status_code=200, headers={"Idempotent-Replayed": "true"})
         if outcome.status == "unrated":
-            request.app.state.rater.waiting(outcome.event)
+            rater.waiting(outcome.event)
             return Response(event, status_code=202)
-        return Response(event, status_code=201)
+        return respond(Result(event, replayed=outcome.status == "duplicate"))
 
     @post("/batch", opt={"scope": "usage:write"}, status_code=200)
-    async def record_batch(self, request: AnyRequest, data: JSONBody[BatchIn]) -> Response[BatchOut]:
+    async def record_batch(
+        self,
+        request: AnyRequest,
+        pool: NamedDependency[asyncpg.Pool],
+        catalog: NamedDependency[Catalog],
+        clock: NamedDependency[Clock],
+        rater: NamedDependency[Rater],
+        data: JSONBody[BatchIn],
+    ) -> Response[BatchOut]:
         """Record up to 1000 events in one transaction, with a result per event (`created`, `duplicate` or `error`)."""
         BATCHES.started()
         try:
-            body = await self._record_batch(request, data)
+            body = await self._record_batch(request.user, pool, catalog, clock, rater, data)
         finally:
             busy = BATCHES.finished()
         return Response(body, status_code=200, headers=CLOSE if busy else None)
 
-    async def _record_batch(self, request: AnyRequest, data: BatchIn) -> BatchOut:
+    @staticmethod
+    async def _record_batch(
+        principal: Principal, pool: asyncpg.Pool, catalog: Catalog, clock: Clock, rater: Rater, data: BatchIn
+    ) -> BatchOut:
         results: list[BatchResult | None] = [None] * len(data.events)
-        ready: list[tuple[int, service.Prepared]] = []
-        state = request.app.state
+        ready: list[tuple[int, Prepared]] = []
         # One request, one moment and one catalog snapshot: events without an `occurred_at` all
         # happened when the batch arrived.
-        principal, catalog, now = request.user, state.catalog.catalog, state.clock.now()
+        now = clock.now()
         for index, item in enumerate(data.events):
             try:
                 ready.append((index, service.prepare(decode_event(item), principal, catalog, now)))
             except AppError as error:
                 event_id = item.get("event_id") if isinstance(item.get("event_id"), str) else None
-                results[index] = BatchResult(index, "error", event_id, error=service.error_object(error))
+                results[index] = BatchResult(index, "error", event_id, error=error_object(error))
         events = [event for _, event in ready]
-        outcomes = await db.transaction(state.pool, lambda conn: service.record(conn, events, state.clock.now()))
-        finance = request.user.is_finance
+        outcomes = await db.transaction(pool, lambda conn: service.record(conn, events, clock.now()))
+        finance = principal.is_finance
         for (index, event), outcome in zip(ready, outcomes, strict=True):
             if outcome.status == "error":
-                results[index] = BatchResult(index, "error", event.event_id, error=service.error_object(outcome.error))
+                results[index] = BatchResult(index, "error", event.event_id, error=error_object(outcome.error))
             else:
                 view = service.for_audience(outcome.event, finance)
                 results[index] = BatchResult(index, outcome.status, event.event_id, event=view)
@@ -94,7 +112,7 @@ class UsageController(Controller):
         if counts["unrated"]:
             for result in results:
                 if result.status == "unrated":
-                    state.rater.waiting(result.event)
+                    rater.waiting(result.event)
         return BatchOut(results, counts["created"], counts["duplicate"], counts["error"], counts["unrated"])
 
     @get("/", opt={"scope": "ledger:read"}, responses=errors(404))
@@ -102,6 +120,7 @@ class UsageController(Controller):
         self,
         request: AnyRequest,
         read_db: ReadDb,
+        catalog: NamedDependency[Catalog],
         account_id: FromQuery[str | None] = None,
         model: FromQuery[str | None] = None,
         provider: FromQuery[str | None] = None,
@@ -114,7 +133,7 @@ class UsageController(Controller):
         """Usage events, charged and unrated, oldest first, filtered by account, model, provider, `status` and
         `occurred_at` range [from, to)."""
         after = decode_cursor(cursor, datetime, int)
-        model_id = request.app.state.catalog.catalog.require(model).id if model else None
+        model_id = catalog.require(model).id if model else None
         async with read_db.connect() as conn:
             rows = await repository.list_events(
                 conn,
@@ -141,13 +160,12 @@ class BatchesInFlight:
 
     Worker processes share one listening socket, and a keep-alive connection stays with the worker
     that accepted it: a few clients that each send batch after batch (the usual way to report usage
-    in bulk) can end up unevenly on the workers (eight opened at once all landed on one of two
-    workers in half the runs measured), one core queueing batches while another idles. So a
+    in bulk) can end up unevenly on the workers, one core queueing batches while another idles. So a
     worker that is still busy with another batch when it answers one closes that connection
     (`Connection: close`). The client's next connection is accepted by whichever worker gets to it
     first, which is one that is not busy computing, so the load follows the free cores. A worker
-    handling one batch at a time keeps its connections. A new connection per batch costs well under
-    a millisecond of CPU on both ends, against 30-60 ms of work in a batch of 1000 events."""
+    handling one batch at a time keeps its connections. A new connection per batch costs little next
+    to the work in a batch (both measured in BENCHMARKS.md, "Measurements behind code choices")."""
 
     def __init__(self) -> None:
         self.count = 0

@@ -7,7 +7,8 @@ writes out, Gemini's output count leaves thoughts out), so each format has its o
 
 The mappings are the ones genai-prices maintains (openai/chat, openai/responses, anthropic/default,
 google/default, aws/default), written out here rather than run through `genai_prices.extract_usage`:
-this runs for every event on the ingestion path, and extract_usage costs 60 to 200 µs an object.
+this runs for every event on the ingestion path, where extract_usage would cost more than the rest of an
+event's Python (BENCHMARKS.md, "Measurements behind code choices").
 Compiling genai-prices' extractor definitions instead would still need every rule below that they do
 not hold. tests/test_usage_formats.py holds the two equal (the fields genai-prices reads, and the
 counts of random objects) and lists where this module is deliberately stricter: counts must be JSON

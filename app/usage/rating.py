@@ -25,12 +25,13 @@ import asyncpg
 import msgspec
 
 from app import db
-from app.catalog.service import Catalog, CatalogStore
+from app.catalog.model import Catalog
+from app.catalog.store import CatalogStore
 from app.clock import Clock
 from app.ledger import repository as ledger_repository
 from app.observability import RATED
 from app.usage import repository, service
-from app.usage.schemas import UsageEvent
+from app.usage.schemas import Prepared, UsageEvent
 
 log = logging.getLogger("app.usage.rating")
 CHUNK = 1000
@@ -77,7 +78,7 @@ async def rate(
     return RatingResult(rated=rated, waiting=waiting)
 
 
-async def charge(conn: asyncpg.Connection, events: list[service.Prepared], now: datetime) -> int:
+async def charge(conn: asyncpg.Connection, events: list[Prepared], now: datetime) -> int:
     """Move waiting events into the books; those another pass took first are skipped."""
     await ledger_repository.lock_accounts(conn, [event.account_id for event in events])
     taken = {

@@ -1,5 +1,4 @@
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 import asyncpg
 from sqlalchemy import (
@@ -22,11 +21,9 @@ from sqlalchemy.sql.functions import count
 
 from app.db import numerics
 from app.tables import ledger_entries, unrated_usage, usage_events
+from app.usage.schemas import Prepared
 from app.webhooks import repository as webhooks
 from app.webhooks.schemas import Notification
-
-if TYPE_CHECKING:
-    from app.usage.service import Prepared
 
 EVENT_COLUMNS = (
     "account_id", "event_id", "model_id", "price_id", "margin", "credits_per_usd", "input_tokens", "output_tokens",
@@ -132,7 +129,7 @@ INSERT_UNRATED = f"""
 
 
 async def insert_unrated(
-    conn: asyncpg.Connection, events: list["Prepared"], notifications: list[Notification], now: datetime
+    conn: asyncpg.Connection, events: list[Prepared], notifications: list[Notification], now: datetime
 ) -> None:
     """Store events the catalog cannot price yet (no ledger entry, no rollup), with their webhook events."""
     columns = [[getattr(event, name) for event in events] for name in UNRATED_COLUMNS]
@@ -140,7 +137,7 @@ async def insert_unrated(
 
 
 async def insert(
-    conn: asyncpg.Connection, events: list[tuple["Prepared", bool]], now: datetime
+    conn: asyncpg.Connection, events: list[tuple[Prepared, bool]], now: datetime
 ) -> dict[tuple[str, str], int]:
     """Insert new events in one statement; returns their ids by (account_id, event_id)."""
     if not events:

@@ -9,17 +9,17 @@ import asyncpg
 import msgspec
 
 from app import pricing
-from app.auth import Principal
+from app.catalog.model import Catalog
 from app.catalog.resolve import bedrock_region
-from app.catalog.service import Catalog
-from app.errors import AppError, Conflict, InvalidRequest, NotFound, error_type
+from app.errors import AppError, Conflict, InvalidRequest, NotFound
 from app.idempotency import differing_fields, reused
+from app.keys.schemas import Principal
 from app.ledger import repository as ledger_repository
 from app.ledger.service import open_books
 from app.money import MAX_AMOUNT, money, subtract
 from app.times import utc
 from app.usage import reported, repository
-from app.usage.schemas import ErrorObject, UsageEvent, UsageIn
+from app.usage.schemas import TOKEN_FIELDS, Prepared, UsageEvent, UsageIn
 from app.webhooks import service as webhooks
 from app.webhooks.schemas import Notification
 
@@ -27,62 +27,6 @@ from app.webhooks.schemas import Notification
 CLOCK_SKEW = timedelta(minutes=1)
 MAX_METADATA_KEYS = 50
 MAX_METADATA_LENGTH = 1000
-TOKEN_FIELDS = (
-    "input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens",
-    "cache_write_1h_tokens",
-)  # fmt: skip
-
-
-class Prepared(msgspec.Struct, frozen=True, gc=False):
-    """A validated, priced event, ready to be written. (A msgspec Struct: immutable like a frozen
-    dataclass, and made 20 times faster, which counts at a thousand per batch.)
-
-    An unrated event (`unrated_reason` set) has no price: `price_id`, `margin` and the amounts are
-    None, and `model_id` is None too when the model string resolved to nothing."""
-
-    account_id: str
-    event_id: str
-    model_id: str | None
-    price_id: int | None
-    margin: Decimal | None
-    credits_per_usd: Decimal
-    input_tokens: int
-    output_tokens: int
-    cached_input_tokens: int
-    cache_write_tokens: int
-    reasoning_tokens: int
-    cost: Decimal | None
-    upstream_cost_usd: Decimal | None
-    credits_usd: Decimal | None
-    occurred_at: datetime
-    authorization_id: str | None
-    metadata: dict[str, str] | None
-    # The model string as reported when it is not the model's id (always, when unrated).
-    reported_model: str | None
-    provider: str | None
-    usage: dict[str, Any] | None
-    usage_format: str | None
-    cache_write_1h_tokens: int
-    occurred_at_given: bool
-    unrated_reason: str | None = None
-    service_tier: str = "default"
-    region: str | None = None
-
-    def payload(self, with_time: bool) -> dict[str, Any]:
-        """What a retry must repeat exactly. The time counts only when the retry states one: a
-        retry that leaves occurred_at out means "when it happened", whatever the first copy said."""
-        fields = {name: getattr(self, name) for name in TOKEN_FIELDS}
-        fields |= {
-            "model": self.reported_model or self.model_id,
-            "provider": self.provider,
-            "authorization_id": self.authorization_id,
-            "metadata": self.metadata,
-            "service_tier": self.service_tier,
-            "region": self.region,
-        }
-        if with_time:
-            fields["occurred_at"] = self.occurred_at
-        return fields
 
 
 def prepare(event: UsageIn, principal: Principal, catalog: Catalog, now: datetime) -> Prepared:
@@ -351,12 +295,6 @@ def differing(first: dict[str, Any], second: dict[str, Any], first_model: str | 
 def for_audience(event: UsageEvent, finance: bool) -> UsageEvent:
     """Upstream USD cost is finance data: keys without `ledger:read` do not see it."""
     return event if finance else msgspec.structs.replace(event, upstream_cost_usd=msgspec.UNSET)
-
-
-def error_object(error: AppError) -> ErrorObject:
-    return ErrorObject(
-        message=error.message, type=error_type(error.status, error.code), code=error.code, param=error.param
-    )
 
 
 async def record(conn: asyncpg.Connection, batch: list[Prepared], now: datetime) -> list[Outcome]:

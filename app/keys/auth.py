@@ -1,4 +1,5 @@
-"""API-key authentication, the request's principal, and the scope guard."""
+"""API-key authentication: the key cache and its change signals, the middleware, the rate limit and the
+scope guard. The request's principal is a record, in app/keys/schemas.py."""
 
 import asyncio
 import contextlib
@@ -11,8 +12,7 @@ import os
 import secrets
 import tempfile
 import time
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import asyncpg
@@ -22,10 +22,12 @@ from litestar.middleware import AbstractAuthenticationMiddleware, Authentication
 from sqlalchemy import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.clock import Clock
 from app.db import plain_dsn
-from app.errors import AppError, Forbidden, NotFound, Unauthenticated
+from app.errors import AppError, Forbidden, Unauthenticated
 from app.keys import repository
-from app.keys.format import KEY_ID_LENGTH, KEY_PREFIX
+from app.keys.format import KEY_ID_LENGTH, KEY_PREFIX, hash_key
+from app.keys.schemas import Principal
 
 log = logging.getLogger("app.auth")
 
@@ -37,40 +39,6 @@ KEY_CACHE_SECONDS = 60
 KEY_CACHE_SIZE = 10_000
 # The listening connection is checked this often; while it is down nothing is cached.
 LISTEN_CHECK_SECONDS = 10
-
-
-def new_key() -> tuple[str, str]:
-    """A fresh (key id, full secret key); the id is public and also the key's lookup handle."""
-    key_id = secrets.token_hex(KEY_ID_LENGTH // 2)
-    return key_id, f"{KEY_PREFIX}{key_id}{secrets.token_urlsafe(32)}"
-
-
-def hash_key(key: str) -> bytes:
-    # The secret carries 256 random bits, so a fast hash is as strong as a slow one here.
-    return hashlib.sha256(key.encode()).digest()
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    key_id: str
-    scopes: frozenset[str]
-    account_id: str | None
-
-    def has(self, scope: str) -> bool:
-        return "admin" in self.scopes or scope in self.scopes
-
-    @property
-    def is_finance(self) -> bool:
-        """Upstream costs and margins are for operator and finance keys only."""
-        return self.has("ledger:read")
-
-    def account(self, account_id: str | None) -> str | None:
-        """The account this request may act for; another account's id looks like an unknown one."""
-        if self.account_id is None:
-            return account_id
-        if account_id is not None and account_id != self.account_id:
-            raise NotFound(f"Account '{account_id}' not found", code="account_not_found")
-        return self.account_id
 
 
 def read_key(connection: ASGIConnection) -> str | None:
@@ -87,11 +55,12 @@ def read_key(connection: ASGIConnection) -> str | None:
 class LastUsed:
     """Last-use times gathered in memory and written in bulk, never once per request."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
         self.pending: dict[str, datetime] = {}
 
     def mark(self, key_id: str) -> None:
-        self.pending[key_id] = datetime.now(UTC)
+        self.pending[key_id] = self.clock.now()
 
     async def flush(self, engine: AsyncEngine) -> None:
         pending, self.pending = self.pending, {}
@@ -235,7 +204,7 @@ class KeyCache:
                 await conn.close()
 
 
-async def authenticate(cache: KeyCache, pool: asyncpg.Pool, key: str | None) -> Principal:
+async def authenticate(cache: KeyCache, pool: asyncpg.Pool, key: str | None, now: datetime) -> Principal:
     if not key:
         raise Unauthenticated("Missing API key: send it as `X-API-Key` or `Authorization: Bearer`")
     if not key.startswith(KEY_PREFIX) or len(key) < len(KEY_PREFIX) + KEY_ID_LENGTH + 32:
@@ -246,7 +215,7 @@ async def authenticate(cache: KeyCache, pool: asyncpg.Pool, key: str | None) -> 
         raise Unauthenticated("Invalid API key")
     if row["revoked_at"] is not None:
         raise Unauthenticated("API key has been revoked")
-    if row["expires_at"] is not None and row["expires_at"] <= datetime.now(UTC):
+    if row["expires_at"] is not None and row["expires_at"] <= now:
         raise Unauthenticated("API key has expired")
     return Principal(key_id=row["id"], scopes=frozenset(row["scopes"]), account_id=row["account_id"])
 
@@ -283,7 +252,7 @@ class RateLimiter:
 class ApiKeyMiddleware(AbstractAuthenticationMiddleware):
     async def authenticate_request(self, connection: ASGIConnection) -> AuthenticationResult:
         state = connection.app.state
-        principal = await authenticate(state.key_cache, state.pool, read_key(connection))
+        principal = await authenticate(state.key_cache, state.pool, read_key(connection), state.clock.now())
         state.rate_limiter.check(principal.key_id)
         state.last_used.mark(principal.key_id)
         return AuthenticationResult(user=principal, auth=principal.key_id)

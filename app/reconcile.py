@@ -11,7 +11,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app import pricing
-from app.catalog.service import price_version
+from app.catalog.model import price_version
 from app.errors import AppError
 from app.money import add
 from app.pricing import credits_value

@@ -51,7 +51,7 @@ LOCAL = frozenset({"alembic_version"})
 
 # Functions whose value differs from call to call or node to node: a distributed database cannot run
 # them inside an upsert's DO UPDATE (it runs on each node holding the row), so times come as parameters.
-# A call in SQL (`now()`) or in SQLAlchemy (`func.now()`), not Python's own (`datetime.now()`).
+# A call in SQL (`now()`) or in SQLAlchemy (`func.now()`); Python's own clock reads are the Clock's (app/clock.py).
 VOLATILE = re.compile(
     r"(?:(?<![\w.])|func\.)(now|clock_timestamp|statement_timestamp|transaction_timestamp|timeofday|random"
     r"|gen_random_uuid|uuid_generate_v[14]|nextval)\s*\(|(?<![\w.])(current_timestamp|localtimestamp)\b",

@@ -307,7 +307,7 @@ class CatalogAdminController(Controller):
     ) -> CatalogModel:
         """Create or update a model's metadata (`provider/name` is its id); prices are separate versions."""
         async with db.begin() as conn:
-            model_id = await service.upsert_model(conn, catalog_store.catalog, data)
+            model_id = await service.upsert_model(conn, catalog_store.catalog, data, clock.now())
         catalog = await catalog_store.refresh()
         return views.model_view(catalog, catalog.models[model_id], clock.now(), finance=True)
 

@@ -158,7 +158,7 @@ async def import_catalog(conn: AsyncConnection, data: dict[str, Any], *, at: dat
     await repository.upsert_providers(conn, [{"id": p["id"], "name": p["name"]} for p in data["providers"]])
     entries = data["models"]
     # A file leaves out what it does not know: it fills gaps but never blanks what is stored.
-    changed = await repository.upsert_models(conn, [model_row(entry) for entry in entries], keep_known=True)
+    changed = await repository.upsert_models(conn, [model_row(entry) for entry in entries], at, keep_known=True)
 
     # Added when new, never moved or removed: an operator's alias (POST /catalog/aliases) outlives imports.
     aliases = [{"alias": alias, "model_id": e["id"]} for e in entries for alias in e.get("aliases") or ()]

@@ -1,4 +1,4 @@
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import Row, func, select, text, update
@@ -81,16 +81,18 @@ async def _changing(conn: AsyncConnection, row: Row | None) -> Row | None:
     return row
 
 
-async def upsert_models(conn: AsyncConnection, rows: list[dict[str, Any]], *, keep_known: bool = False) -> int:
+async def upsert_models(
+    conn: AsyncConnection, rows: list[dict[str, Any]], at: datetime, *, keep_known: bool = False
+) -> int:
     """Insert or update model metadata; returns how many rows actually changed. With `keep_known`,
-    a null in `rows` keeps the stored value instead of erasing it."""
-    count = sum([await _upsert_models(conn, chunk, keep_known) for chunk in chunks(rows)], 0)
+    a null in `rows` keeps the stored value instead of erasing it. `at` stamps the changed rows."""
+    count = sum([await _upsert_models(conn, chunk, at, keep_known) for chunk in chunks(rows)], 0)
     if count:
         await changed(conn)
     return count
 
 
-async def _upsert_models(conn: AsyncConnection, rows: list[dict[str, Any]], keep_known: bool) -> int:
+async def _upsert_models(conn: AsyncConnection, rows: list[dict[str, Any]], at: datetime, keep_known: bool) -> int:
     query = insert(models).values(rows)
     values = {
         name: func.coalesce(query.excluded[name], models.c[name]) if keep_known else query.excluded[name]
@@ -104,7 +106,7 @@ async def _upsert_models(conn: AsyncConnection, rows: list[dict[str, Any]], keep
     # The time is a parameter: a distributed database runs the upsert on every node of a reference
     # table, where now() would not be one value (tests/test_schema_rules.py).
     query = query.on_conflict_do_update(
-        index_elements=[models.c.id], set_={**values, "updated_at": datetime.now(UTC)}, where=differs
+        index_elements=[models.c.id], set_={**values, "updated_at": at}, where=differs
     ).returning(models.c.id)
     return len((await conn.execute(query)).all())
 
@@ -205,12 +207,12 @@ async def active_model_ids(conn: AsyncConnection, provider: str) -> list[str]:
     return list((await conn.execute(query.order_by(models.c.id))).scalars())
 
 
-async def deprecate_models(conn: AsyncConnection, model_ids: list[str], on: date) -> int:
+async def deprecate_models(conn: AsyncConnection, model_ids: list[str], on: date, at: datetime) -> int:
     """Mark models deprecated from `on`; they stay in the catalog with their prices."""
     query = (
         update(models)
         .where(models.c.id.in_(model_ids), models.c.deprecation_date.is_(None))
-        .values(deprecation_date=on, updated_at=datetime.now(UTC))
+        .values(deprecation_date=on, updated_at=at)
     )
     count = (await conn.execute(query)).rowcount if model_ids else 0
     if count:

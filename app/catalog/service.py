@@ -79,7 +79,7 @@ OPERATOR_FACTS = {
 }
 
 
-async def upsert_model(conn: AsyncConnection, catalog: Catalog, data: ModelUpsert) -> str:
+async def upsert_model(conn: AsyncConnection, catalog: Catalog, data: ModelUpsert, at: datetime) -> str:
     if data.provider not in catalog.providers:
         raise NotFound(f"Provider '{data.provider}' not found", code="provider_not_found", param="provider")
     model_id = f"{data.provider}/{data.name}"
@@ -98,7 +98,7 @@ async def upsert_model(conn: AsyncConnection, catalog: Catalog, data: ModelUpser
     }
     known = catalog.models.get(model_id)
     fields["match"] = None if known is None else known.row.match  # the data's rules are not the operator's to set
-    await repository.upsert_models(conn, [{"id": model_id, **fields}])
+    await repository.upsert_models(conn, [{"id": model_id, **fields}], at)
     await repository.add_aliases(conn, [{"alias": alias, "model_id": model_id} for alias in aliases])
     return model_id
 

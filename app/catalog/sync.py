@@ -349,13 +349,13 @@ async def apply(conn: AsyncConnection, plan: Plan, at: datetime) -> None:
     for provider in plan.providers:
         await repository.insert_provider(conn, provider_id=provider["id"], name=provider["name"], enabled=True)
     if plan.models:
-        await repository.upsert_models(conn, plan.models)
+        await repository.upsert_models(conn, plan.models, at)
     if plan.aliases:
         await repository.add_aliases(conn, plan.aliases)
     if plan.prices:
         await repository.insert_prices(conn, plan.prices)
     if plan.deprecate:
-        await repository.deprecate_models(conn, plan.deprecate, at.date())
+        await repository.deprecate_models(conn, plan.deprecate, at.date(), at)
 
 
 def summary(result: SourceSyncResult) -> str:

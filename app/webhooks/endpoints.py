@@ -1,17 +1,15 @@
 from datetime import datetime
-from typing import Any
 
-from litestar import Controller, Request, delete, get, patch, post
+from litestar import Controller, delete, get, patch, post
+from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody
 
-from app.auth import Principal
+from app.clock import Clock
 from app.db import Db
 from app.openapi import errors
 from app.pagination import DEFAULT_LIMIT, Page, check_limit, decode_cursor, page
 from app.webhooks import repository, service
 from app.webhooks.schemas import CreatedWebhook, Delivery, DeliveryStatus, Webhook, WebhookCreate, WebhookUpdate
-
-AnyRequest = Request[Principal, str, Any]
 
 
 class WebhookController(Controller):
@@ -20,10 +18,12 @@ class WebhookController(Controller):
     opt = {"scope": "admin"}
 
     @post("/", status_code=201)
-    async def create_webhook(self, request: AnyRequest, db: Db, data: JSONBody[WebhookCreate]) -> CreatedWebhook:
+    async def create_webhook(
+        self, clock: NamedDependency[Clock], db: Db, data: JSONBody[WebhookCreate]
+    ) -> CreatedWebhook:
         """Add a webhook endpoint; its signing `secret` is returned in this response only."""
         async with db.begin() as conn:
-            return await service.create(conn, data, request.app.state.clock.now())
+            return await service.create(conn, data, clock.now())
 
     @get("/")
     async def list_webhooks(
@@ -43,11 +43,11 @@ class WebhookController(Controller):
 
     @patch("/{endpoint_id:str}", responses=errors(404))
     async def update_webhook(
-        self, request: AnyRequest, db: Db, endpoint_id: FromPath[str], data: JSONBody[WebhookUpdate]
+        self, clock: NamedDependency[Clock], db: Db, endpoint_id: FromPath[str], data: JSONBody[WebhookUpdate]
     ) -> Webhook:
         """Change an endpoint's `url`, `events`, `description`, or pause it with `disabled`."""
         async with db.begin() as conn:
-            return await service.update(conn, endpoint_id, data, request.app.state.clock.now())
+            return await service.update(conn, endpoint_id, data, clock.now())
 
     @delete("/{endpoint_id:str}", status_code=200, responses=errors(404))
     async def delete_webhook(self, db: Db, endpoint_id: FromPath[str]) -> Webhook:
@@ -75,8 +75,8 @@ class WebhookController(Controller):
 
     @post("/{endpoint_id:str}/deliveries/{delivery_id:int}/retry", status_code=200, responses=errors(404, 409))
     async def retry_delivery(
-        self, request: AnyRequest, db: Db, endpoint_id: FromPath[str], delivery_id: FromPath[int]
+        self, clock: NamedDependency[Clock], db: Db, endpoint_id: FromPath[str], delivery_id: FromPath[int]
     ) -> Delivery:
         """Send a failed delivery again, with a fresh day of retries; the `webhook-id` stays the same."""
         async with db.begin() as conn:
-            return await service.retry(conn, endpoint_id, delivery_id, request.app.state.clock.now())
+            return await service.retry(conn, endpoint_id, delivery_id, clock.now())

@@ -1,7 +1,7 @@
 """Report data: usage events generated with SQL (INSERT ... SELECT generate_series), and the daily
 rollups they make, computed from those events with the very sums the service keeps
 (`app.usage.repository.ROLLUP_SUMS`), so a report over the rollups is a report over the events. The
-monthly rollups are the same sums by month (what the trigger on the daily rollups would add up).
+monthly rollups are the same sums by month (what the service writes beside the daily ones).
 
 Shape: ACCOUNTS accounts (`rpt-0000` ...), each using 4 of 40 priced language models, events spread
 evenly over DAYS days, token counts varying per event, costs from the models' current prices at the
@@ -69,7 +69,7 @@ ROLLUPS_SQL = f"""
     GROUP BY 1, 2, 3
     ON CONFLICT (day, account_id, model_id) DO UPDATE SET {ADD_SUMS}
 """
-# The same events' monthly rollups, added likewise: what the trigger on usage_rollups adds, summed.
+# The same events' monthly rollups, added likewise: what the service adds beside the daily ones, summed.
 MONTHS_SQL = f"""
     INSERT INTO usage_rollups_monthly AS r
     SELECT date_trunc('month', e.occurred_at AT TIME ZONE 'UTC')::date, e.account_id, e.model_id, {ROLLUP_SUMS}, 0
@@ -127,7 +127,7 @@ async def grow(dsn: str, have: int, total: int, log: Callable[[str], None]) -> d
 
         began = time.perf_counter()
         if superuser:
-            # Summed again from all the events, with the trigger off (the months from the events too):
+            # Summed again from all the events, with foreign-key checks off:
             # adding 9M events to 1M would otherwise update every rollup row in one go and leave the
             # tables at twice their size, a bloat that steady use, vacuumed as it goes, never reaches.
             async with conn.transaction():
@@ -139,8 +139,9 @@ async def grow(dsn: str, have: int, total: int, log: Callable[[str], None]) -> d
                 await conn.execute("SET LOCAL session_replication_role = replica")
                 await conn.execute(ROLLUPS_SQL, 0)
                 await conn.execute(MONTHS_SQL, 0)
-        else:  # the trigger adds the months
+        else:
             await conn.execute(ROLLUPS_SQL, last_id)
+            await conn.execute(MONTHS_SQL, last_id)
         await conn.execute("VACUUM (ANALYZE) usage_rollups, usage_rollups_monthly")
         await conn.execute("ANALYZE usage_events")
         await conn.execute("DROP TABLE bench_models")

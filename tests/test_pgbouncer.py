@@ -18,6 +18,7 @@ from sqlalchemy import make_url, text
 
 from app.asgi import create_app
 from app.db import plain_dsn
+from app.keys import repository as keys_repository
 from app.keys.format import KEY_ID_LENGTH, KEY_PREFIX
 from app.pgbouncer import PgBouncer, binary
 from tests.helpers import assert_reconciled
@@ -227,6 +228,7 @@ async def test_revoked_key_is_refused_at_once_through_pgbouncer(pooled_client, m
         await conn.execute(
             "UPDATE api_keys SET revoked_at = now() WHERE id = $1", key[len(KEY_PREFIX) :][:KEY_ID_LENGTH]
         )
+        await conn.execute(keys_repository.CHANGED)  # what every writer of api_keys runs
     finally:
         await conn.close()
 

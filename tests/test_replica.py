@@ -99,7 +99,9 @@ async def replica_client(servers) -> AsyncIterator[tuple[AsyncTestClient, dict]]
     engine = db.create_engine(primary, pool_size=1)
     try:
         async with engine.begin() as conn:
-            created = await key_service.create(conn, KeyCreate(name="admin", scopes=["admin"]), actor="test")
+            created = await key_service.create(
+                conn, KeyCreate(name="admin", scopes=["admin"]), actor="test", now=datetime.now(UTC)
+            )
     finally:
         await engine.dispose()
     settings = replace(Settings.from_env({}), database_url=primary, read_database_url=replica)

@@ -25,6 +25,8 @@ DISTRIBUTED = frozenset(
         "unrated_usage",
         "usage_rollups",
         "usage_rollups_monthly",
+        "usage_rollups_tags",
+        "usage_rollups_end_users",
         "idempotency_keys",
         "webhook_events",
         "webhook_deliveries",

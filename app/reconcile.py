@@ -74,12 +74,35 @@ CHECKS = {
     # Reports read the rollups, so they must say what the events and their reversals say.
     "daily usage rollups equal the sums of their events": f"""
         SELECT coalesce(r.day, s.day) AS day, coalesce(r.account_id, s.account_id) AS account_id,
-               coalesce(r.model_id, s.model_id) AS model_id, r.events AS rollup_events, s.events
+               coalesce(r.model_id, s.model_id) AS model_id, coalesce(r.api_key_id, s.api_key_id) AS api_key_id,
+               r.events AS rollup_events, s.events
         FROM usage_rollups r FULL JOIN (
-            SELECT (e.occurred_at AT TIME ZONE 'UTC')::date AS day, e.account_id, e.model_id, {ROLLUP_SUMS},
+            SELECT (e.occurred_at AT TIME ZONE 'UTC')::date AS day, e.account_id, e.model_id,
+                   coalesce(e.api_key_id, '') AS api_key_id, {ROLLUP_SUMS}, sum({REVERSED}) AS reversed
+            FROM usage_events e GROUP BY 1, 2, 3, 4
+        ) s ON (s.day, s.account_id, s.model_id, s.api_key_id) = (r.day, r.account_id, r.model_id, r.api_key_id)
+        WHERE ({", ".join(f"r.{c}" for c in SUMS)}) IS DISTINCT FROM ({", ".join(f"s.{c}" for c in SUMS)})
+    """,  # noqa: S608 (built from constants only)
+    "end user rollups equal the sums of their events": f"""
+        SELECT coalesce(r.day, s.day) AS day, coalesce(r.account_id, s.account_id) AS account_id,
+               coalesce(r.end_user, s.end_user) AS end_user, r.events AS rollup_events, s.events
+        FROM usage_rollups_end_users r FULL JOIN (
+            SELECT (e.occurred_at AT TIME ZONE 'UTC')::date AS day, e.account_id, e.end_user, e.model_id,
+                   coalesce(e.api_key_id, '') AS api_key_id, {ROLLUP_SUMS}, sum({REVERSED}) AS reversed
+            FROM usage_events e WHERE e.end_user IS NOT NULL GROUP BY 1, 2, 3, 4, 5
+        ) s ON (s.day, s.account_id, s.end_user, s.model_id, s.api_key_id)
+             = (r.day, r.account_id, r.end_user, r.model_id, r.api_key_id)
+        WHERE ({", ".join(f"r.{c}" for c in SUMS)}) IS DISTINCT FROM ({", ".join(f"s.{c}" for c in SUMS)})
+    """,  # noqa: S608 (built from constants only)
+    "tag rollups equal the sums of their events": f"""
+        SELECT coalesce(r.day, s.day) AS day, coalesce(r.account_id, s.account_id) AS account_id,
+               coalesce(r.tag, s.tag) AS tag, coalesce(r.model_id, s.model_id) AS model_id,
+               r.events AS rollup_events, s.events
+        FROM usage_rollups_tags r FULL JOIN (
+            SELECT (e.occurred_at AT TIME ZONE 'UTC')::date AS day, e.account_id, t.tag, e.model_id, {ROLLUP_SUMS},
                    sum({REVERSED}) AS reversed
-            FROM usage_events e GROUP BY 1, 2, 3
-        ) s ON (s.day, s.account_id, s.model_id) = (r.day, r.account_id, r.model_id)
+            FROM usage_events e CROSS JOIN LATERAL unnest(e.tags) AS t(tag) GROUP BY 1, 2, 3, 4
+        ) s ON (s.day, s.account_id, s.tag, s.model_id) = (r.day, r.account_id, r.tag, r.model_id)
         WHERE ({", ".join(f"r.{c}" for c in SUMS)}) IS DISTINCT FROM ({", ".join(f"s.{c}" for c in SUMS)})
     """,  # noqa: S608 (built from constants only)
     "monthly usage rollups equal the sums of their days": f"""

@@ -256,6 +256,10 @@ usage_events = Table(
     # How the call was served: the provider's service tier, and the region (where prices differ by it).
     Column("service_tier", Text, nullable=False, server_default="default"),
     Column("region", Text),
+    # Attribution: the customer's own user, its tags, and the API key that reported the event.
+    Column("end_user", Text),
+    Column("tags", ARRAY(Text)),
+    Column("api_key_id", Text),
     PrimaryKeyConstraint("account_id", "id"),
     UniqueConstraint("account_id", "event_id"),
     CheckConstraint(SERVICE_TIERS_CHECK, name="service_tier"),
@@ -365,6 +369,9 @@ unrated_usage = Table(
     # How the call was served: the provider's service tier, and the region (where prices differ by it).
     Column("service_tier", Text, nullable=False, server_default="default"),
     Column("region", Text),
+    Column("end_user", Text),
+    Column("tags", ARRAY(Text)),
+    Column("api_key_id", Text),
     UniqueConstraint("account_id", "event_id"),
     CheckConstraint(SERVICE_TIERS_CHECK, name="service_tier"),
     CheckConstraint("reason IN ('model_not_found', 'model_unpriced')", name="reason"),
@@ -394,12 +401,14 @@ def rollup_sums() -> list[Column]:
 usage_rollups = Table(
     "usage_rollups",
     metadata,
-    # Daily sums per account and model, kept in the transaction that records the events, so reports
-    # read thousands of rows instead of millions. Days are UTC days of occurred_at.
+    # Daily sums per account, model and reporting key, kept in the transaction that records the events,
+    # so reports read thousands of rows instead of millions. Days are UTC days of occurred_at; `''`
+    # stands for no key (events recorded before keys were; a key column cannot be NULL).
     Column("day", Date, primary_key=True),
     Column("account_id", Text, ForeignKey("accounts.id"), primary_key=True),
     Column("model_id", Text, ForeignKey("models.id"), primary_key=True),
     *rollup_sums(),
+    Column("api_key_id", Text, primary_key=True, server_default=""),
     Index(None, "account_id", "day"),
     Index(None, "model_id", "day"),
     # Updated in place again and again: room on each page keeps the updates HOT.
@@ -415,6 +424,35 @@ usage_rollups_monthly = Table(
     Column("account_id", Text, ForeignKey("accounts.id"), primary_key=True),
     Column("model_id", Text, ForeignKey("models.id"), primary_key=True),
     *rollup_sums(),
+    postgresql_with={"fillfactor": 70},
+)
+
+usage_rollups_end_users = Table(
+    "usage_rollups_end_users",
+    metadata,
+    # Daily sums per end user (and model and reporting key), written only for events that name one, by
+    # the statement that records them: reports about anything else read none of these rows.
+    Column("day", Date, primary_key=True),
+    Column("account_id", Text, ForeignKey("accounts.id"), primary_key=True),
+    Column("end_user", Text, primary_key=True),
+    Column("model_id", Text, ForeignKey("models.id"), primary_key=True),
+    Column("api_key_id", Text, primary_key=True),
+    *rollup_sums(),
+    Index(None, "account_id", "end_user", "day"),
+    postgresql_with={"fillfactor": 70},
+)
+
+usage_rollups_tags = Table(
+    "usage_rollups_tags",
+    metadata,
+    # Daily sums per tag: an event counts once under each of its tags. Written only for events that
+    # carry tags, by the statement that records them.
+    Column("day", Date, primary_key=True),
+    Column("account_id", Text, ForeignKey("accounts.id"), primary_key=True),
+    Column("tag", Text, primary_key=True),
+    Column("model_id", Text, ForeignKey("models.id"), primary_key=True),
+    *rollup_sums(),
+    Index(None, "account_id", "tag", "day"),
     postgresql_with={"fillfactor": 70},
 )
 

@@ -6,6 +6,9 @@ monthly rollups are the same sums by month (what the service writes beside the d
 Shape: ACCOUNTS accounts (`rpt-0000` ...), each using 4 of 40 priced language models, events spread
 evenly over DAYS days, token counts varying per event, costs from the models' current prices at the
 default margin (upstream USD x 1.4 x 100 credits, rounded to 9 places; credits_usd = cost / 100).
+Attribution: each account reports through one key of its own; the even accounts name END_USERS end
+users of theirs, spread over their events; every event carries one of three `feature-N` tags, and
+every fifth the tag `beta` too.
 Only what the report reads is made consistent; no ledger entries or balances are written, so
 `billing reconcile` would not hold on this throwaway database.
 
@@ -25,6 +28,7 @@ from app.usage.repository import ROLLUP_COLUMNS, ROLLUP_SUMS
 ACCOUNTS = 500
 MODELS = 40
 DAYS = 90
+END_USERS = 20
 FIRST_DAY = "2026-01-01"
 
 MODELS_SQL = f"""
@@ -47,10 +51,12 @@ EVENTS_SQL = f"""
     INSERT INTO usage_events (
         account_id, event_id, model_id, price_id, margin, credits_per_usd, input_tokens, output_tokens,
         cached_input_tokens, cache_write_tokens, reasoning_tokens, cost, upstream_cost_usd, credits_usd,
-        occurred_at, recorded_at, overdrawn)
+        occurred_at, recorded_at, overdrawn, api_key_id, end_user, tags)
     SELECT 'rpt-' || lpad(t.a::text, 4, '0'), 'gen-' || g, m.model_id, m.price_id, 1.4, 100, t.inp, t.outp, 0, 0, 0,
            round(t.usd * 140, 9), round(t.usd, 9), round(round(t.usd * 140, 9) / 100, 9),
-           t.ts, t.ts, false
+           t.ts, t.ts, false, 'key-' || lpad(t.a::text, 4, '0'),
+           CASE WHEN t.a % 2 = 0 THEN 'user-' || lpad(((g / {ACCOUNTS}) % {END_USERS})::text, 2, '0') END,
+           CASE WHEN g % 5 = 0 THEN ARRAY['feature-' || g % 3, 'beta'] ELSE ARRAY['feature-' || g % 3] END
     FROM generate_series($1::bigint, $2::bigint) g
     CROSS JOIN LATERAL (
         SELECT (g * 7919) % {ACCOUNTS} AS a, 500 + (g * 37) % 4000 AS inp, 50 + (g * 13) % 800 AS outp,
@@ -63,20 +69,38 @@ EVENTS_SQL = f"""
 # own ON CONFLICT arithmetic.
 ADD_SUMS = ", ".join(f"{c} = r.{c} + excluded.{c}" for c in ROLLUP_COLUMNS)
 ROLLUPS_SQL = f"""
-    INSERT INTO usage_rollups AS r
-    SELECT (e.occurred_at AT TIME ZONE 'UTC')::date, e.account_id, e.model_id, {ROLLUP_SUMS}, 0
+    INSERT INTO usage_rollups AS r (day, account_id, model_id, api_key_id, {", ".join(ROLLUP_COLUMNS)})
+    SELECT (e.occurred_at AT TIME ZONE 'UTC')::date, e.account_id, e.model_id, e.api_key_id, {ROLLUP_SUMS}
     FROM usage_events e WHERE e.id > $1 AND e.account_id LIKE 'rpt-%'
-    GROUP BY 1, 2, 3
-    ON CONFLICT (day, account_id, model_id) DO UPDATE SET {ADD_SUMS}
+    GROUP BY 1, 2, 3, 4
+    ON CONFLICT (day, account_id, model_id, api_key_id) DO UPDATE SET {ADD_SUMS}
 """
 # The same events' monthly rollups, added likewise: what the service adds beside the daily ones, summed.
 MONTHS_SQL = f"""
-    INSERT INTO usage_rollups_monthly AS r
-    SELECT date_trunc('month', e.occurred_at AT TIME ZONE 'UTC')::date, e.account_id, e.model_id, {ROLLUP_SUMS}, 0
+    INSERT INTO usage_rollups_monthly AS r (month, account_id, model_id, {", ".join(ROLLUP_COLUMNS)})
+    SELECT date_trunc('month', e.occurred_at AT TIME ZONE 'UTC')::date, e.account_id, e.model_id, {ROLLUP_SUMS}
     FROM usage_events e WHERE e.id > $1 AND e.account_id LIKE 'rpt-%'
     GROUP BY 1, 2, 3
     ON CONFLICT (month, account_id, model_id) DO UPDATE SET {ADD_SUMS}
 """
+# And their end users' and tags' rollups.
+END_USERS_SQL = f"""
+    INSERT INTO usage_rollups_end_users AS r (
+        day, account_id, end_user, model_id, api_key_id, {", ".join(ROLLUP_COLUMNS)})
+    SELECT (e.occurred_at AT TIME ZONE 'UTC')::date, e.account_id, e.end_user, e.model_id, e.api_key_id, {ROLLUP_SUMS}
+    FROM usage_events e WHERE e.id > $1 AND e.account_id LIKE 'rpt-%' AND e.end_user IS NOT NULL
+    GROUP BY 1, 2, 3, 4, 5
+    ON CONFLICT (day, account_id, end_user, model_id, api_key_id) DO UPDATE SET {ADD_SUMS}
+"""
+TAGS_SQL = f"""
+    INSERT INTO usage_rollups_tags AS r (day, account_id, tag, model_id, {", ".join(ROLLUP_COLUMNS)})
+    SELECT (e.occurred_at AT TIME ZONE 'UTC')::date, e.account_id, t.tag, e.model_id, {ROLLUP_SUMS}
+    FROM usage_events e CROSS JOIN LATERAL unnest(e.tags) AS t(tag) WHERE e.id > $1 AND e.account_id LIKE 'rpt-%'
+    GROUP BY 1, 2, 3, 4
+    ON CONFLICT (day, account_id, tag, model_id) DO UPDATE SET {ADD_SUMS}
+"""
+ROLLUP_TABLES = "usage_rollups, usage_rollups_monthly, usage_rollups_end_users, usage_rollups_tags"
+ROLLUP_STATEMENTS = (ROLLUPS_SQL, MONTHS_SQL, END_USERS_SQL, TAGS_SQL)
 # (drop, build): built from separate connections at once, the unique one as an index first and then
 # attached as the constraint, which takes no time.
 INDEXES = (
@@ -132,17 +156,17 @@ async def grow(dsn: str, have: int, total: int, log: Callable[[str], None]) -> d
             # tables at twice their size, a bloat that steady use, vacuumed as it goes, never reaches.
             async with conn.transaction():
                 await conn.execute("SET LOCAL session_replication_role = replica")
-                await conn.execute("DELETE FROM usage_rollups WHERE account_id LIKE 'rpt-%'")
-                await conn.execute("DELETE FROM usage_rollups_monthly WHERE account_id LIKE 'rpt-%'")
-            await conn.execute("VACUUM usage_rollups, usage_rollups_monthly")
+                for table in ROLLUP_TABLES.split(", "):
+                    await conn.execute(f"DELETE FROM {table} WHERE account_id LIKE 'rpt-%'")
+            await conn.execute(f"VACUUM {ROLLUP_TABLES}")
             async with conn.transaction():
                 await conn.execute("SET LOCAL session_replication_role = replica")
-                await conn.execute(ROLLUPS_SQL, 0)
-                await conn.execute(MONTHS_SQL, 0)
+                for statement in ROLLUP_STATEMENTS:
+                    await conn.execute(statement, 0)
         else:
-            await conn.execute(ROLLUPS_SQL, last_id)
-            await conn.execute(MONTHS_SQL, last_id)
-        await conn.execute("VACUUM (ANALYZE) usage_rollups, usage_rollups_monthly")
+            for statement in ROLLUP_STATEMENTS:
+                await conn.execute(statement, last_id)
+        await conn.execute(f"VACUUM (ANALYZE) {ROLLUP_TABLES}")
         await conn.execute("ANALYZE usage_events")
         await conn.execute("DROP TABLE bench_models")
         timings["rollups_s"] = time.perf_counter() - began

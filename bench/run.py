@@ -53,7 +53,11 @@ BATCH_CLIENTS = 8
 BATCH_SIZE = 1000
 SEED_BATCHES = 30
 HTTP_CLIENTS = 32
-REPORT_GROUPS = ("model", "account,day", "provider,month", "model,day", "day", "model,day&limit=1000")
+REPORT_GROUPS = (
+    "model", "account,day", "provider,month", "model,day", "day", "model,day&limit=1000",
+    # Attribution: by key over everything, by tag, and one account's end users (ids of its own).
+    "api_key", "tag", "tag,day&tag=beta", "end_user&account_id=rpt-0002", "day&account_id=rpt-0002&end_user=user-07",
+)  # fmt: skip
 REPORT_CLIENTS = 1
 # The pgbouncer section: workers of `billing serve` with POOLED_POOL_SIZE connections each (BILLING_DB_POOL_SIZE)
 # on a PgBouncer with POOLED_SERVER_CONNECTIONS server connections, against as many workers on direct

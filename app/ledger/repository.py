@@ -352,15 +352,24 @@ async def usage_event_for_reversal(conn: asyncpg.Connection, account_id: str, ev
 
 
 async def add_reversal_to_rollup(conn: asyncpg.Connection, account_id: str, usage_event_id: int) -> None:
-    """Count a reversal on the day and the month its event occurred, in one statement."""
+    """Count a reversal on the day and the month its event occurred, under its end user and each of
+    its tags, in one statement."""
     await conn.execute(
         """
         WITH e AS (
-            SELECT cost, (occurred_at AT TIME ZONE 'UTC')::date AS day, model_id FROM usage_events
-            WHERE account_id = $1 AND id = $2
+            SELECT cost, (occurred_at AT TIME ZONE 'UTC')::date AS day, model_id, coalesce(api_key_id, '') AS key,
+                   end_user, tags
+            FROM usage_events WHERE account_id = $1 AND id = $2
         ), days AS (
             UPDATE usage_rollups r SET reversed = r.reversed + e.cost FROM e
-            WHERE r.account_id = $1 AND r.day = e.day AND r.model_id = e.model_id
+            WHERE r.account_id = $1 AND r.day = e.day AND r.model_id = e.model_id AND r.api_key_id = e.key
+        ), users AS (
+            UPDATE usage_rollups_end_users u SET reversed = u.reversed + e.cost FROM e
+            WHERE u.account_id = $1 AND u.day = e.day AND u.end_user = e.end_user AND u.model_id = e.model_id
+              AND u.api_key_id = e.key
+        ), tagged AS (
+            UPDATE usage_rollups_tags t SET reversed = t.reversed + e.cost FROM e
+            WHERE t.account_id = $1 AND t.day = e.day AND t.model_id = e.model_id AND t.tag = ANY(e.tags)
         )
         UPDATE usage_rollups_monthly m SET reversed = m.reversed + e.cost FROM e
         WHERE m.account_id = $1 AND m.month = date_trunc('month', e.day)::date AND m.model_id = e.model_id

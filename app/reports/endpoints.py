@@ -9,6 +9,7 @@ from app.keys.schemas import Principal
 from app.openapi import errors
 from app.pagination import DEFAULT_LIMIT, check_limit
 from app.reports import service
+from app.reports.repository import Attribution
 from app.reports.schemas import MONEY_METRICS, TOKEN_METRICS, TrialBalance, TrialBalanceRow, UsageReport
 
 AnyRequest = Request[Principal, str, Any]
@@ -17,7 +18,7 @@ To = Annotated[str | None, QueryParameter(name="to", description="Exclusive; a d
 GroupBy = Annotated[
     list[str] | None,
     QueryParameter(
-        description="Any of account, model, provider, day, month, in order: repeated "
+        description="Any of account, model, provider, day, month, end_user, tag, api_key, in order: repeated "
         "(`group_by=account&group_by=model`) or comma-separated (`group_by=account,model`); "
         "an unknown value is a 400 that names it"
     ),
@@ -41,17 +42,22 @@ class ReportController(Controller):
         format_: Format = None,
         cursor: FromQuery[str | None] = None,
         limit: FromQuery[int] = DEFAULT_LIMIT,
+        end_user: FromQuery[str | None] = None,
+        tag: FromQuery[str | None] = None,
+        api_key: Annotated[str | None, QueryParameter(description="The id of the API key that reported")] = None,
     ) -> UsageReport:
-        """Usage totals grouped by any of account, model, provider, day, month (`group_by=model,day` or
-        `group_by=model&group_by=day`), in key order; JSON, a page of `limit` rows at a time with the totals of
-        the whole report, or CSV, every row at once."""
+        """Usage totals grouped by any of account, model, provider, day, month, end_user, tag, api_key
+        (`group_by=model,day` or `group_by=model&group_by=day`), in key order, optionally only for one
+        `end_user`, `tag` or `api_key`; JSON, a page of `limit` rows at a time with the totals of the whole
+        report, or CSV, every row at once. By tag, an event counts once under each of its tags."""
         keys = service.parse_group_by(group_by)
         start, end = service.parse_bound(from_, "from"), service.parse_bound(to, "to")
         csv = wants_csv(request, format_)
         page_size = None if csv else check_limit(limit)
         async with read_db.connect() as conn:
+            only = Attribution(end_user=end_user, tag=tag, api_key=api_key)
             report = await service.usage_report(
-                conn, keys, request.user.account(account_id), start, end, cursor, page_size
+                conn, keys, request.user.account(account_id), start, end, cursor, page_size, only
             )
         if not csv:
             return report

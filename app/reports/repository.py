@@ -3,6 +3,7 @@ values are always bound parameters."""
 
 from datetime import MAXYEAR, UTC, date, datetime
 
+import msgspec
 from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -16,14 +17,26 @@ GROUPS = {
     "provider": ("split_part(r.model_id, '/', 1)", "split_part(e.model_id, '/', 1)"),
     "day": ("r.day", "(e.occurred_at AT TIME ZONE 'UTC')::date"),
     "month": ("r.month", "date_trunc('month', e.occurred_at AT TIME ZONE 'UTC')::date"),
+    "end_user": ("r.end_user", "e.end_user"),
+    # `''` for events recorded before their key was, as in the rollups' keys.
+    "api_key": ("r.api_key_id", "coalesce(e.api_key_id, '')"),
+    "tag": ("r.tag", "t.tag"),
+}
+# Filter -> (column of a rollup row r, expression over usage_events e).
+FILTERS = {
+    "end_user": ("r.end_user", "e.end_user"),
+    "api_key": ("r.api_key_id", "e.api_key_id"),
+    "tag": ("r.tag", None),
 }
 SUMS = (*ROLLUP_COLUMNS, "reversed")
 ROLLUP_METRICS = ", ".join(f"sum(r.{c}) AS {c}" for c in SUMS)
 REVERSED = """
     coalesce((SELECT sum(l.amount) FROM ledger_entries l WHERE l.usage_event_id = e.id AND l.kind = 'reversal'), 0)
 """
-# The daily rollups, each with its month.
+# The daily rollups, each with its month; the same of the end users' and of the tags' rollups.
 DAYS = "(SELECT *, date_trunc('month', day)::date AS month FROM usage_rollups) r"
+USER_DAYS = "(SELECT *, date_trunc('month', day)::date AS month FROM usage_rollups_end_users) r"
+TAG_DAYS = "(SELECT *, date_trunc('month', day)::date AS month FROM usage_rollups_tags) r"
 # Days [:lo, :hi) as the whole months in it (:month_lo to :month_hi) from the monthly rollups, and the
 # days before and after those months from the daily ones: the same sums from far fewer rows.
 MONTHS = f"""(
@@ -46,6 +59,20 @@ def next_month(day: date) -> date:
     return date(day.year + day.month // 12, day.month % 12 + 1, 1)
 
 
+class Attribution(msgspec.Struct, frozen=True):
+    """A report's filters on who used: one end user, one tag, one reporting API key (by id)."""
+
+    end_user: str | None = None
+    tag: str | None = None
+    api_key: str | None = None
+
+    def given(self) -> dict[str, str]:
+        return {name: value for name in FILTERS if (value := getattr(self, name)) is not None}
+
+
+EVERYONE = Attribution()
+
+
 async def usage_from_rollups(
     conn: AsyncConnection,
     group_by: list[str],
@@ -54,16 +81,30 @@ async def usage_from_rollups(
     hi: date,
     after: tuple | None = None,
     limit: int | None = None,
+    only: Attribution = EVERYONE,
 ) -> list[Row]:
-    """Sums over the whole UTC days [lo, hi), read from the rollups: the daily ones when grouped by
-    day, otherwise the monthly ones for the whole months in the range."""
+    """Sums over the whole UTC days [lo, hi), read from the rollups: by tag or end user from theirs
+    (which hold only the events that name one), by day or API key from the daily ones, otherwise from
+    the monthly ones for the whole months in the range."""
+    filters = only.given()
     month_lo, month_hi = whole_months(lo, hi)
     params = {"lo": lo, "hi": hi, "month_lo": month_lo, "month_hi": month_hi}
-    where = ["r.day >= :lo", "r.day < :hi"] if "day" in group_by else []
+    named = {*group_by, *filters}
+    if "tag" in named:
+        source = TAG_DAYS
+    elif "end_user" in named:
+        source = USER_DAYS
+    elif named & {"day", "api_key"}:
+        source = DAYS
+    else:
+        source = MONTHS
+    where = ["r.day >= :lo", "r.day < :hi"] if source != MONTHS else []
     if account_id is not None:
         where.append("r.account_id = :account_id")
         params["account_id"] = account_id
-    source = DAYS if "day" in group_by else MONTHS
+    for name, value in filters.items():
+        where.append(f"{FILTERS[name][0]} = :only_{name}")
+        params[f"only_{name}"] = value
     keys = [GROUPS[g][0] for g in group_by]
     return await _grouped(conn, source, keys, ROLLUP_METRICS, where, group_by, params, after, limit)
 
@@ -76,6 +117,7 @@ async def usage_from_events(
     end: datetime | None,
     after: tuple | None = None,
     limit: int | None = None,
+    only: Attribution = EVERYONE,
 ) -> list[Row]:
     """The same sums from the events themselves, for ranges that do not fall on day boundaries."""
     keys = [GROUPS[g][1] for g in group_by]
@@ -90,7 +132,14 @@ async def usage_from_events(
     if end is not None:
         where.append("e.occurred_at < :end")
         params["end"] = end
-    return await _grouped(conn, "usage_events e", keys, metrics, where, group_by, params, after, limit)
+    for name, value in only.given().items():
+        where.append(f"{FILTERS[name][1]} = :only_{name}" if name != "tag" else f":only_{name} = ANY(e.tags)")
+        params[f"only_{name}"] = value
+    # By tag, an event is counted once under each of its tags; by end user, events naming none are in no group.
+    if "end_user" in group_by:
+        where.append("e.end_user IS NOT NULL")
+    source = "usage_events e CROSS JOIN LATERAL unnest(e.tags) AS t(tag)" if "tag" in group_by else "usage_events e"
+    return await _grouped(conn, source, keys, metrics, where, group_by, params, after, limit)
 
 
 async def _grouped(conn, source, keys, metrics, where, group_by, params, after, limit) -> list[Row]:

@@ -2,7 +2,9 @@ from datetime import date, datetime
 
 import msgspec
 
-GROUP_KEYS = ("account", "model", "provider", "day", "month")
+GROUP_KEYS = ("account", "model", "provider", "day", "month", "end_user", "tag", "api_key")
+# A key a group may have no value for: events recorded before their reporting key was.
+OPTIONAL_KEYS = ("api_key",)
 TOKEN_METRICS = ("input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens")
 MONEY_METRICS = ("credits", "credits_reversed", "credits_usd", "upstream_cost_usd", "gross_margin_usd")
 
@@ -28,6 +30,11 @@ class UsageRow(msgspec.Struct, omit_defaults=True):
     provider: str | msgspec.UnsetType = msgspec.UNSET
     day: date | msgspec.UnsetType = msgspec.UNSET
     month: str | msgspec.UnsetType = msgspec.UNSET
+    # By end user, events that name none are in no row; by tag, an event counts once under each of its
+    # tags, and events without tags are in no row. The totals count every event once.
+    end_user: str | msgspec.UnsetType = msgspec.UNSET
+    tag: str | msgspec.UnsetType = msgspec.UNSET
+    api_key: str | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class UnratedLine(msgspec.Struct):

@@ -11,8 +11,10 @@ from app.errors import InvalidRequest
 from app.money import RATIOS, SUMS, money, subtract
 from app.pagination import decode_cursor, encode_cursor
 from app.reports import repository
+from app.reports.repository import EVERYONE, Attribution
 from app.reports.schemas import (
     GROUP_KEYS,
+    OPTIONAL_KEYS,
     TOKEN_METRICS,
     TrialBalance,
     TrialBalanceRow,
@@ -26,7 +28,10 @@ from app.usage import repository as usage_repository
 PERCENT = Decimal("0.01")
 SUMMED = ("events", *TOKEN_METRICS, "cost", "upstream_cost_usd", "credits_usd", "reversed")
 # The type of each group key's value in a cursor.
-CURSOR_TYPES = {"account": str, "model": str, "provider": str, "day": date, "month": date}
+CURSOR_TYPES = {
+    "account": str, "model": str, "provider": str, "day": date, "month": date, "end_user": str, "tag": str,
+    "api_key": str,
+}  # fmt: skip
 
 
 def parse_group_by(values: list[str] | None) -> list[str]:
@@ -71,7 +76,11 @@ def usage_row(row, group_by: list[str]) -> UsageRow:
     keys = {}
     for key in group_by:
         value = getattr(row, key)
-        keys[key] = value.strftime("%Y-%m") if key == "month" else value
+        if key == "month":
+            value = value.strftime("%Y-%m")
+        elif key in OPTIONAL_KEYS:
+            value = value or None  # `''` in the rollups' keys
+        keys[key] = value
     return UsageRow(
         events=int(row.events),
         **{name: int(getattr(row, name)) for name in TOKEN_METRICS},
@@ -93,10 +102,12 @@ async def usage_report(
     end: datetime | None,
     cursor: str | None = None,
     limit: int | None = None,
+    only: Attribution = EVERYONE,
 ) -> UsageReport:
     """A page of `limit` groups after `cursor` (all groups without a limit), and the totals of the
-    whole report on every page."""
+    whole report on every page: of the events in it, each counted once, even grouped by tag."""
     check_range(start, end)
+    check_attribution(group_by, only)
     after = decode_cursor(cursor, *(CURSOR_TYPES[key] for key in group_by)) if group_by else None
     fetch = None if limit is None else limit + 1
     # Whole UTC days come from the rollups; any other range is summed from the events.
@@ -105,22 +116,25 @@ async def usage_report(
         hi = end.astimezone(UTC).date() if end else date.max
 
         async def sums(keys: list[str], after: tuple | None = None, limit: int | None = None) -> list:
-            return await repository.usage_from_rollups(conn, keys, account_id, lo, hi, after, limit)
+            return await repository.usage_from_rollups(conn, keys, account_id, lo, hi, after, limit, only)
 
         source = "rollups"
     else:
 
         async def sums(keys: list[str], after: tuple | None = None, limit: int | None = None) -> list:
-            return await repository.usage_from_events(conn, keys, account_id, start, end, after, limit)
+            return await repository.usage_from_events(conn, keys, account_id, start, end, after, limit, only)
 
         source = "events"
     rows = await sums(group_by, after, fetch)
     more = fetch is not None and len(rows) > limit
     rows = rows[:limit]
     # A report that fits on its first page is totalled from its rows; otherwise the totals are read.
-    totals = total_of(rows) if after is None and not more else next(iter(await sums([])), None)
+    # Rows by tag count an event under each of its tags, rows by end user leave out events naming
+    # none: their sum is not the total.
+    summed = after is None and not more and not {"tag", "end_user"} & {*group_by}
+    totals = total_of(rows) if summed else next(iter(await sums([])), None)
     empty = UsageRow(0, 0, 0, 0, 0, 0, *[money(Decimal(0))] * 5, None)
-    waiting = await usage_repository.unrated_totals(conn, account_id, start, end)
+    waiting = await usage_repository.unrated_totals(conn, account_id, start, end, only.given())
     return UsageReport(
         group_by=group_by,
         start=start,
@@ -140,6 +154,18 @@ def total_of(rows: list) -> SimpleNamespace | None:
         return None
     with localcontext(SUMS):
         return SimpleNamespace(**{name: sum(getattr(row, name) for row in rows) for name in SUMMED})
+
+
+def check_attribution(group_by: list[str], only: Attribution) -> None:
+    """Tags are summed apart from end users and keys (an event has one of each, but many tags), so a
+    report cannot take both."""
+    named = {*group_by, *only.given()}
+    if "tag" in named and {"end_user", "api_key"} & named:
+        other = "end_user" if "end_user" in named else "api_key"
+        raise InvalidRequest(
+            f"A report by tag cannot also group or filter by `{other}`; ask for one, then the other",
+            param="group_by" if other in group_by else other,
+        )
 
 
 def check_range(start: datetime | None, end: datetime | None) -> None:

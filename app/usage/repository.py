@@ -29,7 +29,7 @@ EVENT_COLUMNS = (
     "account_id", "event_id", "model_id", "price_id", "margin", "credits_per_usd", "input_tokens", "output_tokens",
     "cached_input_tokens", "cache_write_tokens", "reasoning_tokens", "cost", "upstream_cost_usd", "credits_usd",
     "occurred_at", "authorization_id", "metadata", "reported_model", "provider", "usage", "usage_format",
-    "cache_write_1h_tokens", "service_tier", "region",
+    "cache_write_1h_tokens", "service_tier", "region", "end_user", "tags", "api_key_id",
 )  # fmt: skip
 # The sums a usage rollup keeps, over events `e`; reports over raw events use the same expressions,
 # so the two agree to the last digit.
@@ -43,42 +43,68 @@ ROLLUP_COLUMNS = (
     "events", "input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens", "cost",
     "upstream_cost_usd", "credits_usd",
 )  # fmt: skip
-# Columns of EVENT_COLUMNS sent as one text each (`db.numerics`).
+ROLLUP_ADD = ", ".join(f"{c} = r.{c} + excluded.{c}" for c in ROLLUP_COLUMNS)
+# Columns of EVENT_COLUMNS sent as one text each (`db.numerics`), and the one sent as one text per
+# event: its tags joined by the unit separator (which tags cannot contain), as arrays of arrays of
+# different lengths cannot be parameters.
 NUMERIC_COLUMNS = frozenset({"margin", "credits_per_usd", "cost", "upstream_cost_usd", "credits_usd"})
-# One statement records the events and adds them to their daily and monthly rollups (no trigger: a
-# distributed table has none, docs/scale-out.md). Parameters $1..$24 are the
-# columns of EVENT_COLUMNS in order, one array each (a joined text for NUMERIC_COLUMNS); $25 the
-# overdrawn flags; $26 the time recorded.
+TAG_SEPARATOR = "\x1f"
+# One statement records the events and adds them to their daily, monthly, end user and tag rollups (no trigger:
+# a distributed table has none, docs/scale-out.md). Parameters $1..$27 are the columns of
+# EVENT_COLUMNS in order, one array each (a joined text for NUMERIC_COLUMNS); $28 the overdrawn
+# flags; $29 the time recorded.
 INSERT = f"""
     WITH e AS (
         INSERT INTO usage_events (
             account_id, event_id, model_id, price_id, margin, credits_per_usd, input_tokens, output_tokens,
             cached_input_tokens, cache_write_tokens, reasoning_tokens, cost, upstream_cost_usd, credits_usd,
             occurred_at, authorization_id, metadata, reported_model, provider, usage, usage_format,
-            cache_write_1h_tokens, service_tier, region, overdrawn, recorded_at)
-        SELECT *, $26 FROM unnest(
+            cache_write_1h_tokens, service_tier, region, end_user, tags, api_key_id, overdrawn, recorded_at)
+        SELECT a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15, a16, a17, a18, a19, a20, a21, a22,
+            a23, a24, a25, string_to_array(a26, chr(31)), a27, a28, $29
+        FROM unnest(
             $1::text[], $2::text[], $3::text[], $4::bigint[], string_to_array($5, ',')::numeric[],
             string_to_array($6, ',')::numeric[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[],
             $11::bigint[], string_to_array($12, ',')::numeric[], string_to_array($13, ',')::numeric[],
             string_to_array($14, ',')::numeric[], $15::timestamptz[], $16::text[], $17::jsonb[], $18::text[],
-            $19::text[], $20::jsonb[], $21::text[], $22::bigint[], $23::text[], $24::text[], $25::boolean[])
+            $19::text[], $20::jsonb[], $21::text[], $22::bigint[], $23::text[], $24::text[], $25::text[],
+            $26::text[], $27::text[], $28::boolean[]
+        ) AS v(a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15, a16, a17, a18, a19, a20, a21, a22,
+            a23, a24, a25, a26, a27, a28)
         RETURNING id, account_id, event_id, model_id, occurred_at, input_tokens, output_tokens, cached_input_tokens,
-            cache_write_tokens, reasoning_tokens, cost, upstream_cost_usd, credits_usd
+            cache_write_tokens, reasoning_tokens, cost, upstream_cost_usd, credits_usd, end_user, tags, api_key_id
     ), rollups AS (
-        INSERT INTO usage_rollups AS r
-        SELECT (e.occurred_at AT TIME ZONE 'UTC')::date, e.account_id, e.model_id, {ROLLUP_SUMS}, 0
-        FROM e GROUP BY 1, 2, 3
-        ON CONFLICT (day, account_id, model_id) DO UPDATE SET
-            {", ".join(f"{c} = r.{c} + excluded.{c}" for c in ROLLUP_COLUMNS)}
+        INSERT INTO usage_rollups AS r (day, account_id, model_id, api_key_id, {", ".join(ROLLUP_COLUMNS)})
+        SELECT (e.occurred_at AT TIME ZONE 'UTC')::date, e.account_id, e.model_id, coalesce(e.api_key_id, ''),
+            {ROLLUP_SUMS}
+        FROM e GROUP BY 1, 2, 3, 4
+        ON CONFLICT (day, account_id, model_id, api_key_id) DO UPDATE SET {ROLLUP_ADD}
     ), months AS (
-        INSERT INTO usage_rollups_monthly AS m
-        SELECT date_trunc('month', e.occurred_at AT TIME ZONE 'UTC')::date, e.account_id, e.model_id, {ROLLUP_SUMS}, 0
+        INSERT INTO usage_rollups_monthly AS r (month, account_id, model_id, {", ".join(ROLLUP_COLUMNS)})
+        SELECT date_trunc('month', e.occurred_at AT TIME ZONE 'UTC')::date, e.account_id, e.model_id, {ROLLUP_SUMS}
         FROM e GROUP BY 1, 2, 3
-        ON CONFLICT (month, account_id, model_id) DO UPDATE SET
-            {", ".join(f"{c} = m.{c} + excluded.{c}" for c in ROLLUP_COLUMNS)}
+        ON CONFLICT (month, account_id, model_id) DO UPDATE SET {ROLLUP_ADD}
+    ), users AS (
+        INSERT INTO usage_rollups_end_users AS r (
+            day, account_id, end_user, model_id, api_key_id, {", ".join(ROLLUP_COLUMNS)})
+        SELECT (e.occurred_at AT TIME ZONE 'UTC')::date, e.account_id, e.end_user, e.model_id,
+            coalesce(e.api_key_id, ''), {ROLLUP_SUMS}
+        FROM e WHERE e.end_user IS NOT NULL
+        GROUP BY 1, 2, 3, 4, 5
+        ON CONFLICT (day, account_id, end_user, model_id, api_key_id) DO UPDATE SET {ROLLUP_ADD}
+    ), tagged AS (
+        INSERT INTO usage_rollups_tags AS r (day, account_id, tag, model_id, {", ".join(ROLLUP_COLUMNS)})
+        SELECT (e.occurred_at AT TIME ZONE 'UTC')::date, e.account_id, t.tag, e.model_id, {ROLLUP_SUMS}
+        FROM e CROSS JOIN LATERAL unnest(e.tags) AS t(tag)
+        GROUP BY 1, 2, 3, 4
+        ON CONFLICT (day, account_id, tag, model_id) DO UPDATE SET {ROLLUP_ADD}
     )
     SELECT id, account_id, event_id FROM e
 """  # noqa: S608 (built from constants only)
+
+
+def joined_tags(tags: list[str] | None) -> str | None:
+    return None if tags is None else TAG_SEPARATOR.join(tags)
 
 
 # Already recorded events, charged or unrated, in the columns `service.stored_view` reads
@@ -89,14 +115,14 @@ EXISTING = """
            u.output_tokens, u.cached_input_tokens, u.cache_write_tokens, u.reasoning_tokens, u.cache_write_1h_tokens,
            u.cost, u.upstream_cost_usd, u.occurred_at, u.recorded_at, u.authorization_id, u.metadata, u.overdrawn,
            u.reported_model, u.provider, u.usage, u.usage_format, NULL AS unrated_reason, u.unrated_since,
-           l.balance_after, u.service_tier, u.region
+           l.balance_after, u.service_tier, u.region, u.end_user, u.tags, u.api_key_id
     FROM k JOIN usage_events u USING (account_id, event_id)
     JOIN ledger_entries l ON l.account_id = u.account_id AND l.usage_event_id = u.id AND l.kind = 'usage'
     UNION ALL
     SELECT 'unrated', r.id, r.account_id, r.event_id, r.model_id, NULL, NULL, r.input_tokens, r.output_tokens,
            r.cached_input_tokens, r.cache_write_tokens, r.reasoning_tokens, r.cache_write_1h_tokens, NULL, NULL,
            r.occurred_at, r.recorded_at, NULL, r.metadata, false, r.reported_model, r.provider, r.usage,
-           r.usage_format, r.reason, NULL, NULL, r.service_tier, r.region
+           r.usage_format, r.reason, NULL, NULL, r.service_tier, r.region, r.end_user, r.tags, r.api_key_id
     FROM k JOIN unrated_usage r USING (account_id, event_id)
 """
 
@@ -112,19 +138,22 @@ async def existing(conn: asyncpg.Connection, keys: list[tuple[str, str]]) -> lis
 UNRATED_COLUMNS = (
     "account_id", "event_id", "reported_model", "provider", "unrated_reason", "model_id", "input_tokens",
     "output_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens", "cache_write_1h_tokens",
-    "usage", "usage_format", "occurred_at", "metadata", "service_tier", "region",
+    "usage", "usage_format", "occurred_at", "metadata", "service_tier", "region", "end_user", "tags", "api_key_id",
 )  # fmt: skip
 # Each event stored unrated is announced (usage.unrated) by the same statement.
 INSERT_UNRATED = f"""
-    WITH {webhooks.outbox(20, 21, 22, 19)}
+    WITH {webhooks.outbox(23, 24, 25, 22)}
     INSERT INTO unrated_usage (
         account_id, event_id, reported_model, provider, reason, model_id, input_tokens, output_tokens,
         cached_input_tokens, cache_write_tokens, reasoning_tokens, cache_write_1h_tokens, usage, usage_format,
-        occurred_at, metadata, service_tier, region, recorded_at)
-    SELECT *, $19 FROM unnest(
+        occurred_at, metadata, service_tier, region, end_user, tags, api_key_id, recorded_at)
+    SELECT a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15, a16, a17, a18, a19,
+        string_to_array(a20, chr(31)), a21, $22
+    FROM unnest(
         $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::bigint[],
         $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::jsonb[], $14::text[], $15::timestamptz[],
-        $16::jsonb[], $17::text[], $18::text[])
+        $16::jsonb[], $17::text[], $18::text[], $19::text[], $20::text[], $21::text[]
+    ) AS v(a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15, a16, a17, a18, a19, a20, a21)
 """  # noqa: S608 (parameter numbers only)
 
 
@@ -132,7 +161,10 @@ async def insert_unrated(
     conn: asyncpg.Connection, events: list[Prepared], notifications: list[Notification], now: datetime
 ) -> None:
     """Store events the catalog cannot price yet (no ledger entry, no rollup), with their webhook events."""
-    columns = [[getattr(event, name) for event in events] for name in UNRATED_COLUMNS]
+    columns = [
+        [joined_tags(event.tags) for event in events] if name == "tags" else [getattr(event, name) for event in events]
+        for name in UNRATED_COLUMNS
+    ]
     await conn.execute(INSERT_UNRATED, *columns, now, *webhooks.notification_arrays(notifications))
 
 
@@ -145,6 +177,8 @@ async def insert(
     columns = [
         numerics(getattr(event, name) for event, _ in events)
         if name in NUMERIC_COLUMNS
+        else [joined_tags(event.tags) for event, _ in events]
+        if name == "tags"
         else [getattr(event, name) for event, _ in events]
         for name in EVENT_COLUMNS
     ]
@@ -161,7 +195,7 @@ def _stored_select(status: str):
             u.margin, *(u[name] for name in TOKEN_COLUMNS), u.cost, u.upstream_cost_usd, u.occurred_at, u.recorded_at,
             u.authorization_id, u.metadata, u.overdrawn, u.reported_model, u.provider, u.usage, u.usage_format,
             cast(null(), Text).label("unrated_reason"), u.unrated_since, ledger_entries.c.balance_after,
-            u.service_tier, u.region,
+            u.service_tier, u.region, u.end_user, u.tags, u.api_key_id,
         ).join(
             ledger_entries,
             (ledger_entries.c.account_id == u.account_id)
@@ -177,7 +211,7 @@ def _stored_select(status: str):
         cast(null(), Text).label("authorization_id"), r.metadata, false().label("overdrawn"), r.reported_model,
         r.provider, r.usage, r.usage_format, r.reason.label("unrated_reason"),
         cast(null(), DateTime(timezone=True)).label("unrated_since"), cast(null(), Numeric).label("balance_after"),
-        r.service_tier, r.region,
+        r.service_tier, r.region, r.end_user, r.tags, r.api_key_id,
     ), unrated_usage  # fmt: skip
 
 
@@ -226,13 +260,22 @@ async def list_events(
 
 
 async def unrated_totals(
-    conn: AsyncConnection, account_id: str | None, start: datetime | None, end: datetime | None
+    conn: AsyncConnection,
+    account_id: str | None,
+    start: datetime | None,
+    end: datetime | None,
+    only: dict[str, str] | None = None,
 ) -> Row:
-    """What waits unrated among the events that occurred in [start, end): the report's unrated line."""
+    """What waits unrated among the events that occurred in [start, end), of one end user, tag or
+    reporting key when `only` names them: the report's unrated line."""
     c = unrated_usage.c
     query = select(
         count().label("events"), *(func.coalesce(func.sum(c[name]), 0).label(name) for name in TOKEN_COLUMNS)
     )
+    for name, value in (only or {}).items():
+        query = query.where(
+            c.tags.contains([value]) if name == "tag" else c["api_key_id" if name == "api_key" else name] == value
+        )
     if account_id is not None:
         query = query.where(c.account_id == account_id)
     if start is not None:

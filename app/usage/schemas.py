@@ -10,7 +10,10 @@ from app.errors import ErrorObject
 EventId = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 ModelRef = Annotated[str, msgspec.Meta(min_length=1, max_length=300)]
 ProviderRef = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+EndUser = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Tag = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 MAX_BATCH = 1000
+MAX_TAGS = 10
 
 
 class UsageIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -40,6 +43,9 @@ class UsageIn(msgspec.Struct, forbid_unknown_fields=True):
     service_tier: ServiceTier = "default"
     # Where prices differ by it; a Bedrock cross-region profile id (`us.anthropic....`) names its own.
     region: Region | None = None
+    # Attribution: the customer's own user id, and a few short labels (feature, team, environment).
+    end_user: EndUser | None = None
+    tags: Annotated[list[Tag], msgspec.Meta(max_length=MAX_TAGS)] | None = None
 
 
 class UsageEvent(msgspec.Struct, omit_defaults=True):
@@ -79,6 +85,10 @@ class UsageEvent(msgspec.Struct, omit_defaults=True):
     # Always given (`default` included): the tier the event was priced at.
     service_tier: str | msgspec.UnsetType = msgspec.UNSET
     region: str | None = None
+    end_user: str | None = None
+    tags: list[str] | None = None
+    # The id of the API key that reported the event.
+    api_key_id: str | None = None
 
 
 class BatchIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -142,6 +152,9 @@ class Prepared(msgspec.Struct, frozen=True, gc=False):
     unrated_reason: str | None = None
     service_tier: str = "default"
     region: str | None = None
+    end_user: str | None = None
+    tags: list[str] | None = None
+    api_key_id: str | None = None
 
     def payload(self, with_time: bool) -> dict[str, Any]:
         """What a retry must repeat exactly. The time counts only when the retry states one: a
@@ -154,6 +167,8 @@ class Prepared(msgspec.Struct, frozen=True, gc=False):
             "metadata": self.metadata,
             "service_tier": self.service_tier,
             "region": self.region,
+            "end_user": self.end_user,
+            "tags": self.tags,
         }
         if with_time:
             fields["occurred_at"] = self.occurred_at

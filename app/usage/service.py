@@ -46,6 +46,9 @@ def prepare(event: UsageIn, principal: Principal, catalog: Catalog, now: datetim
     check_text(event.model, "model")
     check_text(event.provider, "provider")
     check_text(event.authorization_id, "authorization_id")
+    check_text(event.end_user, "end_user")
+    tags = check_tags(event.tags)
+    attribution = {"end_user": event.end_user, "tags": tags, "api_key_id": principal.key_id}
     usage, usage_format = reported.usage_from(event)
     model = catalog.resolve(event.model, event.provider)
     tier, region = event.service_tier, event.region or bedrock_region(event.model)
@@ -92,6 +95,7 @@ def prepare(event: UsageIn, principal: Principal, catalog: Catalog, now: datetim
             reason,
             tier,
             region,
+            **attribution,
         )
     credits_per_usd = catalog.credits_per_usd
     credits_usd = pricing.credits_value(cost, credits_per_usd)
@@ -125,6 +129,7 @@ def prepare(event: UsageIn, principal: Principal, catalog: Catalog, now: datetim
         None,
         tier,
         region,
+        **attribution,
     )
 
 
@@ -168,6 +173,9 @@ def rerate(row: Any, catalog: Catalog, now: datetime) -> Prepared | None:
         None,
         row["service_tier"],
         row["region"],
+        row["end_user"],
+        row["tags"],
+        row["api_key_id"],
     )
 
 
@@ -175,6 +183,17 @@ def check_text(value: str | None, field: str) -> None:
     # PostgreSQL text cannot hold NUL; refusing it here keeps one such event from failing a batch.
     if value is not None and "\x00" in value:
         raise InvalidRequest(f"`{field}` must not contain NUL characters", param=field)
+
+
+def check_tags(tags: list[str] | None) -> list[str] | None:
+    """Tags without repeats, in the order given: an event counts once under each of its tags."""
+    if not tags:
+        return None
+    for tag in tags:
+        # The unit separator joins an event's tags on their way to the database (usage/repository.py).
+        if any(ord(char) < 32 for char in tag):
+            raise InvalidRequest("`tags` must not contain control characters", param="tags")
+    return list(dict.fromkeys(tags))
 
 
 def check_metadata(metadata: dict[str, str] | None) -> None:
@@ -234,6 +253,9 @@ def event_view(
         money(event.upstream_cost_usd) if charged else None,
         event.service_tier,
         event.region,
+        event.end_user,
+        event.tags,
+        event.api_key_id,
     )
 
 
@@ -265,6 +287,9 @@ def stored_view(row: Any, *, replay: bool = False) -> UsageEvent:
         upstream_cost_usd=money(row["upstream_cost_usd"]) if charged else None,
         service_tier=row["service_tier"],
         region=row["region"],
+        end_user=row["end_user"],
+        tags=row["tags"],
+        api_key_id=row["api_key_id"],
     )
 
 
@@ -277,6 +302,8 @@ def stored_payload(row: Any, given_occurred_at: bool) -> dict[str, Any]:
         "metadata": row["metadata"],
         "service_tier": row["service_tier"],
         "region": row["region"],
+        "end_user": row["end_user"],
+        "tags": row["tags"],
     }
     if given_occurred_at:
         fields["occurred_at"] = row["occurred_at"]

@@ -285,6 +285,21 @@ async def test_accounts_ledger_reports_catalog_and_keys(api):
     assert "billing_usage_events_total" in api.metrics()
 
 
+async def test_attribution_in_events_and_reports(api):
+    account_id = funded(api)
+    event = api.record_usage(account_id=account_id, end_user="user-7", tags=["beta", "search"], **GPT4O)
+    assert (event.end_user, event.tags) == ("user-7", ["beta", "search"]) and event.api_key_id
+    api.record_usage(account_id=account_id, tags=["beta"], **GPT4O)
+    by_user = api.usage_report(group_by=["end_user"], account_id=account_id)
+    assert [(r.end_user, r.events) for r in by_user.rows] == [("user-7", 1)] and by_user.totals.events == 2
+    by_tag = api.usage_report(group_by=["tag"], account_id=account_id)
+    assert [(r.tag, r.events) for r in by_tag.rows] == [("beta", 2), ("search", 1)]
+    by_key = api.usage_report(group_by=["api_key"], account_id=account_id, end_user="user-7")
+    assert [(r.api_key, r.events) for r in by_key.rows] == [(event.api_key_id, 1)]
+    assert api.usage_report(group_by=["model"], account_id=account_id, tag="search").totals.events == 1
+    assert api.export_usage_report(group_by=["end_user"], account_id=account_id, end_user="user-7").count("\n") == 2
+
+
 async def test_async_client_shares_the_operations(service, admin_key):
     async with AsyncClient(service, admin_key, retry=FAST) as api:
         account_id = f"acct-{uuid.uuid4().hex[:10]}"

@@ -291,11 +291,16 @@ class Operations:
         to: datetime | str | None = None,
         cursor: str | None = None,
         limit: int | None = None,
+        end_user: str | None = None,
+        tag: str | None = None,
+        api_key: str | None = None,
     ) -> UsageReport:
-        """Usage totals grouped by any of `account`, `model`, `provider`, `day`, `month`, in that order of keys."""
+        """Usage totals grouped by any of `account`, `model`, `provider`, `day`, `month`, `end_user`, `tag`,
+        `api_key`, in that order of keys; only for one `end_user`, `tag` or `api_key` (its id) when given."""
         params = params_of(
-            group_by=list(group_by), account_id=account_id, from_=from_, to=to, cursor=cursor, limit=limit
-        )
+            group_by=list(group_by), account_id=account_id, from_=from_, to=to, cursor=cursor, limit=limit,
+            end_user=end_user, tag=tag, api_key=api_key,
+        )  # fmt: skip
         return self._call(Call("GET", "/reports/usage", UsageReport, params=params))
 
     def export_usage_report(
@@ -305,9 +310,15 @@ class Operations:
         account_id: str | None = None,
         from_: datetime | str | None = None,
         to: datetime | str | None = None,
+        end_user: str | None = None,
+        tag: str | None = None,
+        api_key: str | None = None,
     ) -> str:
         """The whole usage report as CSV text."""
-        params = params_of(group_by=list(group_by), account_id=account_id, from_=from_, to=to, format="csv")
+        params = params_of(
+            group_by=list(group_by), account_id=account_id, from_=from_, to=to, format="csv", end_user=end_user,
+            tag=tag, api_key=api_key,
+        )  # fmt: skip
         return self._call(Call("GET", "/reports/usage", str, params=params))
 
     def trial_balance(

@@ -50,6 +50,9 @@ class UsageEventIn(msgspec.Struct, omit_defaults=True, kw_only=True, forbid_unkn
     usage_format: str | None = None
     service_tier: str | None = None
     region: str | None = None
+    # Attribution: the customer's own user id, and a few short labels.
+    end_user: str | None = None
+    tags: list[str] | None = None
 
 
 class UsageEvent(msgspec.Struct, kw_only=True):
@@ -84,6 +87,9 @@ class UsageEvent(msgspec.Struct, kw_only=True):
     upstream_cost_usd: Decimal | None = None
     service_tier: str | None = None
     region: str | None = None
+    end_user: str | None = None
+    tags: list[str] | None = None
+    api_key_id: str | None = None
 
 
 class BatchResult(msgspec.Struct, kw_only=True):
@@ -278,6 +284,9 @@ class UsageRow(msgspec.Struct, kw_only=True):
     provider: str | None = None
     day: date | None = None
     month: str | None = None
+    end_user: str | None = None
+    tag: str | None = None
+    api_key: str | None = None
 
 
 class UnratedLine(msgspec.Struct, kw_only=True):

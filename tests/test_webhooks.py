@@ -639,7 +639,13 @@ async def test_a_worker_dying_mid_send_loses_nothing(client, admin, receiver, po
     await create_account(client, admin)
     await set_threshold(client, admin, "acme", "1")
     receiver.hold.clear()  # the receiver keeps the first sender waiting
-    dying = asyncio.create_task(Deliverer(pool, clock).deliver_due(http))
+    killed = Deliverer(pool, clock)
+
+    async def runs_nothing_more(*args) -> None:
+        """A process killed outright (SIGKILL, a lost machine) does not give its claims back as a stopped one does."""
+
+    killed.give_back = runs_nothing_more
+    dying = asyncio.create_task(killed.deliver_due(http))
     for _ in range(100):
         if receiver.requests:
             break

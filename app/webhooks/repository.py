@@ -147,6 +147,21 @@ async def claim_due(conn: asyncpg.Connection, now: datetime, lease_until: dateti
     return await conn.fetchmany(CLAIM, [(row["account_id"], row["id"], now, lease_until) for row in due])
 
 
+async def give_back(
+    conn: asyncpg.Connection, claims: list[asyncpg.Record], lease_until: datetime, now: datetime
+) -> int:
+    """Claims not yet recorded (still pending under this worker's lease) become due at `now`; how many."""
+    rows = await conn.fetchmany(
+        """
+        UPDATE webhook_deliveries SET next_attempt_at = $5
+        WHERE account_id = $1 AND id = $2 AND attempts = $3 AND status = 'pending' AND next_attempt_at = $4
+        RETURNING id
+        """,
+        [(claim["account_id"], claim["id"], claim["attempts"], lease_until, now) for claim in claims],
+    )
+    return len(rows)
+
+
 async def record_attempt(
     conn: asyncpg.Connection,
     claim: asyncpg.Record,

@@ -5,7 +5,8 @@ them (their `next_attempt_at` moves LEASE ahead) in a short transaction, sends t
 transaction, then records each outcome. Two workers never claim the same delivery at once; a worker
 that dies mid-send leaves its deliveries due again when the lease lapses, so nothing is lost and a
 receiver may see a message twice (at-least-once: the `webhook-id` is the same on every attempt, for
-receivers to drop repeats)."""
+receivers to drop repeats). A worker that is stopped (a restart, a deploy) gives back what it has
+claimed and not yet recorded, due at once, so a restart does not hold deliveries for a lease."""
 
 import asyncio
 import json
@@ -73,13 +74,30 @@ class Deliverer:
     async def deliver_due(self, client: httpx.AsyncClient, limit: int = BATCH) -> int:
         """One round: claim up to `limit` due deliveries, send them, record the outcomes; how many were sent."""
         now = self.clock.now()
+        lease_until = now + LEASE
         async with self.pool.acquire() as conn, conn.transaction():
-            claims = await repository.claim_due(conn, now, now + LEASE, limit)
-        outcomes = await asyncio.gather(*(self.send(client, claim) for claim in claims), return_exceptions=True)
+            claims = await repository.claim_due(conn, now, lease_until, limit)
+        try:
+            outcomes = await asyncio.gather(*(self.send(client, claim) for claim in claims), return_exceptions=True)
+        except asyncio.CancelledError:
+            if claims:
+                await asyncio.shield(self.give_back(claims, lease_until))
+            raise
         for outcome in outcomes:
             if isinstance(outcome, Exception):  # not recorded: sent again when the lease lapses
                 log.warning("recording a webhook delivery failed", exc_info=outcome)
         return len(claims)
+
+    async def give_back(self, claims: list[asyncpg.Record], lease_until: datetime) -> None:
+        """Make the claims this worker still holds due now; best effort, as the lease covers a failure."""
+        try:
+            async with self.pool.acquire() as conn:
+                given = await repository.give_back(conn, claims, lease_until, self.clock.now())
+            log.info("stopping: gave back %d webhook deliveries", given)
+        except Exception:
+            log.warning(
+                "giving back webhook deliveries failed; they are due again when their lease lapses", exc_info=True
+            )
 
     async def send(self, client: httpx.AsyncClient, claim: asyncpg.Record) -> None:
         body = json.dumps(claim["payload"], separators=(",", ":"))

@@ -44,7 +44,7 @@ from app.keys.auth import (
 from app.keys.endpoints import KeyController
 from app.ledger.endpoints import AccountController, AuthorizationController
 from app.ledger.service import expire_due_grants
-from app.observability import RequestIdMiddleware, configure_logging, metrics
+from app.observability import RequestIdMiddleware, Spend, configure_logging, metrics
 from app.openapi import document, errors, reference_ui
 from app.reports.endpoints import ReportController
 from app.usage.coalescer import Coalescer
@@ -176,6 +176,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             await state.catalog.refresh()
             state.coalescer = Coalescer(state.pool, clock)
             state.rater = Rater(state.pool, state.catalog, clock)
+            state.spend = Spend()
             state.catalog.listeners.append(state.rater.catalog_changed)
             background = [
                 # LISTEN needs a session of its own on the server: the direct URL.

@@ -3,6 +3,7 @@
 import json
 import logging
 from dataclasses import replace
+from decimal import Decimal
 
 import pytest
 from litestar import get
@@ -77,3 +78,30 @@ async def test_logs_are_json_with_the_request_id_and_no_secrets(client, admin, c
     lines = [JsonFormatter().format(record) for record in caplog.records]
     assert all(json.loads(line)["request_id"] for line in lines)
     assert not any(key in line or key[16:] in line for line in lines)
+
+
+async def test_spend_metrics_by_provider_and_model(client, admin):
+    """Credits charged and reversed and upstream USD, from the rollups: the same totals whichever worker answers."""
+    assert (await client.post("/accounts", json={"id": "acme", "name": "Acme"}, headers=admin)).status_code == 201
+    assert (await client.post("/accounts/acme/grants", json={"amount": "100"}, headers=admin)).status_code == 201
+    calls = [("e1", "gpt-4o", 1000), ("e2", "gpt-4o", 3000), ("e3", "claude-haiku-4-5", 2000)]
+    costs = {}
+    for event_id, model, tokens in calls:
+        body = {"event_id": event_id, "account_id": "acme", "model": model, "input_tokens": tokens}
+        event = (await client.post("/usage", json=body, headers=admin)).json()
+        sums = costs.setdefault(event["model"], [Decimal(0), Decimal(0)])
+        sums[0] += Decimal(event["cost"])
+        sums[1] += Decimal(event["upstream_cost_usd"])
+    reversal = await client.post("/accounts/acme/reversals", json={"event_id": "e3", "reason": "x"}, headers=admin)
+    assert reversal.status_code == 201
+    lines = (await client.get("/metrics")).text.splitlines()
+    assert "# TYPE billing_credits_charged_total counter" in lines
+    for model, (credits, upstream) in costs.items():
+        labels = f'{{provider="{model.split("/")[0]}",model="{model}"}}'
+        assert f"billing_credits_charged_total{labels} {format(credits.normalize(), 'f')}" in lines
+        assert f"billing_upstream_cost_usd_total{labels} {format(upstream.normalize(), 'f')}" in lines
+    reversed_haiku = costs["anthropic/claude-haiku-4-5"][0]
+    labels = '{provider="anthropic",model="anthropic/claude-haiku-4-5"}'
+    assert f"billing_credits_reversed_total{labels} {format(reversed_haiku.normalize(), 'f')}" in lines
+    # One series per model used, whatever the number of accounts or events.
+    assert len([line for line in lines if line.startswith("billing_credits_charged_total{")]) == 2

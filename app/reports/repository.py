@@ -167,6 +167,16 @@ async def _grouped(conn, source, keys, metrics, where, group_by, params, after, 
     return [row for row in rows if row.events]
 
 
+async def spend_by_model(conn: AsyncConnection) -> list[Row]:
+    """All-time credits charged and reversed, and upstream USD, by model: the monthly rollups, the
+    smallest table that has them."""
+    query = """
+        SELECT model_id, sum(cost) AS credits, sum(reversed) AS reversed, sum(upstream_cost_usd) AS upstream_usd
+        FROM usage_rollups_monthly GROUP BY model_id ORDER BY model_id
+    """
+    return list(await conn.execute(text(query)))
+
+
 async def trial_balance(
     conn: AsyncConnection, account_id: str | None, start: datetime | None, end: datetime | None
 ) -> list[Row]:

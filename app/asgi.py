@@ -4,6 +4,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Coroutine
+from datetime import timedelta
 
 from litestar import Litestar, Router, get
 from litestar.datastructures import State
@@ -51,6 +52,7 @@ from app.usage.coalescer import Coalescer
 from app.usage.endpoints import UsageController
 from app.usage.rating import Rater
 from app.webhooks.endpoints import WebhookController
+from app.webhooks.service import announce_expiries
 from app.webhooks.worker import Deliverer
 
 log = logging.getLogger("app")
@@ -88,11 +90,13 @@ async def background_tasks(jobs: list[Coroutine]) -> AsyncIterator[None]:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def sweep_expired_grants(state: State, interval: float) -> None:
+async def sweep_expired_grants(state: State, interval: float, notice: timedelta) -> None:
+    """Expires due grants, and announces grants about to expire and holds that expired unsettled."""
     while True:
         await asyncio.sleep(interval)
         try:
             await expire_due_grants(state.pool, state.clock.now())
+            await db.transaction(state.pool, lambda conn: announce_expiries(conn, state.clock.now(), notice))
         except Exception:  # the next round retries
             log.warning("expiring grants failed", exc_info=True)
 
@@ -183,7 +187,9 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
                 state.catalog.watch(settings.direct_url),
                 state.key_cache.watch(settings.direct_url),
                 state.coalescer.run(),
-                sweep_expired_grants(state, settings.expiry_sweep_seconds),
+                sweep_expired_grants(
+                    state, settings.expiry_sweep_seconds, timedelta(seconds=settings.grant_expiry_notice_seconds)
+                ),
                 state.rater.run(),
             ]
             if settings.webhook_poll_seconds:

@@ -53,6 +53,8 @@ class Settings:
     sync_retries: int
     sync_max_bytes: int
     webhook_poll_seconds: float  # 0: this process sends no webhooks
+    # How long before a grant expires `grant.expiring` is sent (0: never).
+    grant_expiry_notice_seconds: int
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -85,6 +87,9 @@ class Settings:
             sync_retries=_read(env, "BILLING_SYNC_RETRIES", 2, _int_between(0, 10)),
             sync_max_bytes=_read(env, "BILLING_SYNC_MAX_BYTES", 32 * 1024 * 1024, _int_between(1024, 1 << 31)),
             webhook_poll_seconds=_read(env, "BILLING_WEBHOOK_POLL_SECONDS", 1.0, _seconds_between(0, 60)),
+            grant_expiry_notice_seconds=_read(
+                env, "BILLING_GRANT_EXPIRY_NOTICE_SECONDS", 3 * 86400, _int_between(0, 366 * 86400)
+            ),
         )
 
     @property

@@ -215,6 +215,13 @@ grants = Table(
     PrimaryKeyConstraint("account_id", "id"),
     CheckConstraint("amount > 0 AND remaining >= 0 AND remaining <= amount", name="amounts"),
     Index("ix_grants_open", "account_id", "expires_at", postgresql_where=text("remaining > 0")),
+    # When grant.expiring was sent for it (once, ahead of expires_at).
+    Column("expiry_announced_at", DateTime(timezone=True)),
+    Index(
+        "ix_grants_expiry_unannounced",
+        "expires_at",
+        postgresql_where=text("expiry_announced_at IS NULL AND remaining > 0 AND expires_at IS NOT NULL"),
+    ),
 )
 
 usage_events = Table(
@@ -338,6 +345,13 @@ authorizations = Table(
     CheckConstraint("amount >= 0", name="amount"),
     CheckConstraint(SERVICE_TIERS_CHECK, name="service_tier"),
     Index("ix_authorizations_open", "account_id", postgresql_where=text("settled_at IS NULL AND released_at IS NULL")),
+    # When authorization.expired was sent for it (once, after it expired unsettled).
+    Column("expiry_announced_at", DateTime(timezone=True)),
+    Index(
+        "ix_authorizations_expiry_unannounced",
+        "expires_at",
+        postgresql_where=text("expiry_announced_at IS NULL AND settled_at IS NULL AND released_at IS NULL"),
+    ),
 )
 
 

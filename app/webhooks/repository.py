@@ -147,6 +147,51 @@ async def claim_due(conn: asyncpg.Connection, now: datetime, lease_until: dateti
     return await conn.fetchmany(CLAIM, [(row["account_id"], row["id"], now, lease_until) for row in due])
 
 
+# Expiry notices (the sweep; asyncpg). What is due is found by one read over every account, then marked
+# one row per statement naming its account; the mark's condition makes each row announced once.
+
+GRANTS_EXPIRING = """
+    SELECT account_id, id FROM grants
+    WHERE expiry_announced_at IS NULL AND remaining > 0 AND expires_at IS NOT NULL AND expires_at > $1
+      AND expires_at <= $2
+    ORDER BY expires_at LIMIT $3
+"""
+MARK_GRANT = """
+    UPDATE grants SET expiry_announced_at = $3
+    WHERE account_id = $1 AND id = $2 AND expiry_announced_at IS NULL AND remaining > 0
+    RETURNING account_id, id, remaining, expires_at
+"""
+HOLDS_EXPIRED = """
+    SELECT account_id, id FROM authorizations
+    WHERE expiry_announced_at IS NULL AND settled_at IS NULL AND released_at IS NULL AND expires_at <= $1
+    ORDER BY expires_at LIMIT $2
+"""
+MARK_HOLD = """
+    UPDATE authorizations SET expiry_announced_at = $3
+    WHERE account_id = $1 AND id = $2 AND expiry_announced_at IS NULL AND settled_at IS NULL
+      AND released_at IS NULL
+    RETURNING account_id, id, model_id, amount, created_at, expires_at
+"""
+
+
+async def mark_expiring_grants(
+    conn: asyncpg.Connection, now: datetime, notice_until: datetime, limit: int
+) -> list[asyncpg.Record]:
+    """Grants with credits left that expire in (now, notice_until], marked as announced; those this call marked."""
+    due = await conn.fetch(GRANTS_EXPIRING, now, notice_until, limit)
+    if not due:
+        return []
+    return await conn.fetchmany(MARK_GRANT, [(row["account_id"], row["id"], now) for row in due])
+
+
+async def mark_expired_holds(conn: asyncpg.Connection, now: datetime, limit: int) -> list[asyncpg.Record]:
+    """Holds that expired neither settled nor released, marked as announced; those this call marked."""
+    due = await conn.fetch(HOLDS_EXPIRED, now, limit)
+    if not due:
+        return []
+    return await conn.fetchmany(MARK_HOLD, [(row["account_id"], row["id"], now) for row in due])
+
+
 async def give_back(
     conn: asyncpg.Connection, claims: list[asyncpg.Record], lease_until: datetime, now: datetime
 ) -> int:

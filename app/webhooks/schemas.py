@@ -4,7 +4,10 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 # What an endpoint can subscribe to; "*" subscribes to all of them, including those added later.
-EVENT_TYPES = ("balance.low", "balance.depleted", "account.overdrawn", "usage.unrated", "grant.expired")
+EVENT_TYPES = (
+    "balance.low", "balance.depleted", "account.overdrawn", "usage.unrated", "grant.expiring", "grant.expired",
+    "authorization.expired",
+)  # fmt: skip
 ALL_EVENTS = "*"
 DeliveryStatus = Literal["pending", "succeeded", "failed"]
 Url = Annotated[str, msgspec.Meta(min_length=1, max_length=2000)]

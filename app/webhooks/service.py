@@ -8,11 +8,12 @@ after the entries it posts, and asks `balance_crossings` which lines that move c
 import base64
 import secrets
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
+import asyncpg
 import msgspec
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -86,6 +87,39 @@ def grant_expired(grant: Mapping[str, Any], now: datetime) -> Notification:
         "expires_at": timestamp(grant["expires_at"]),
     }
     return notification(grant["account_id"], "grant.expired", data, now)
+
+
+def grant_expiring(grant: Mapping[str, Any], now: datetime) -> Notification:
+    data = {
+        "account_id": grant["account_id"],
+        "grant_id": grant["id"],
+        "remaining": money(grant["remaining"]),
+        "expires_at": timestamp(grant["expires_at"]),
+    }
+    return notification(grant["account_id"], "grant.expiring", data, now)
+
+
+def authorization_expired(hold: Mapping[str, Any], now: datetime) -> Notification:
+    data = {
+        "account_id": hold["account_id"],
+        "authorization_id": hold["id"],
+        "model": hold["model_id"],
+        "amount": money(hold["amount"]),
+        "created_at": timestamp(hold["created_at"]),
+        "expires_at": timestamp(hold["expires_at"]),
+    }
+    return notification(hold["account_id"], "authorization.expired", data, now)
+
+
+async def announce_expiries(conn: asyncpg.Connection, now: datetime, notice: timedelta, limit: int = 500) -> int:
+    """One round of the sweep: `grant.expiring` for grants with credits left that expire within `notice`
+    (none when it is zero), `authorization.expired` for holds that expired unsettled. Each is marked in
+    the transaction that writes its event, so it is announced once however many workers sweep; how many."""
+    grants = await repository.mark_expiring_grants(conn, now, now + notice, limit) if notice else []
+    holds = await repository.mark_expired_holds(conn, now, limit)
+    notifications = [grant_expiring(g, now) for g in grants] + [authorization_expired(h, now) for h in holds]
+    await repository.notify(conn, notifications, now)
+    return len(notifications)
 
 
 def check_url(url: str) -> str:

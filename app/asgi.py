@@ -45,9 +45,11 @@ from app.keys.auth import (
 from app.keys.endpoints import KeyController
 from app.ledger.endpoints import AccountController, AuthorizationController
 from app.ledger.service import expire_due_grants
-from app.observability import RequestIdMiddleware, Spend, configure_logging, metrics
+from app.limits.endpoints import LimitController
+from app.observability import RequestIdMiddleware, configure_logging, metrics
 from app.openapi import document, errors, reference_ui
 from app.reports.endpoints import ReportController
+from app.reports.service import Spend
 from app.usage.coalescer import Coalescer
 from app.usage.endpoints import UsageController
 from app.usage.rating import Rater
@@ -215,6 +217,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         path="/",
         route_handlers=[
             AccountController,
+            LimitController,
             KeyController,
             ModelController,
             OpenAIModelController,

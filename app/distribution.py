@@ -27,6 +27,8 @@ DISTRIBUTED = frozenset(
         "usage_rollups_monthly",
         "usage_rollups_tags",
         "usage_rollups_end_users",
+        "spend_limits",
+        "spend_limit_periods",
         "idempotency_keys",
         "webhook_events",
         "webhook_deliveries",

@@ -46,18 +46,6 @@ BATCH_SIZE = Histogram(
 )
 POOL_IN_USE = Gauge("billing_db_pool_in_use", "Ledger pool connections in use", multiprocess_mode="livesum")
 POOL_SIZE = Gauge("billing_db_pool_size", "Ledger pool connections open", multiprocess_mode="livesum")
-# Spend is read from the database at a scrape, not counted in each worker, so every worker answers the
-# same totals; read at most this often (scrapes come every few seconds, the sums move slowly).
-SPEND_MAX_AGE_SECONDS = 30.0
-SPEND_METRICS = (
-    ("billing_credits_charged_total", "credits", "Credits charged for usage, by provider and model"),
-    ("billing_credits_reversed_total", "reversed", "Credits given back by reversals, by provider and model"),
-    (
-        "billing_upstream_cost_usd_total",
-        "upstream_usd",
-        "Upstream cost in USD of the usage charged, by provider and model",
-    ),
-)
 
 
 class RequestIdMiddleware:
@@ -153,41 +141,6 @@ def registry() -> CollectorRegistry:
     return combined
 
 
-class Spend:
-    """The spend metrics' text, read from the rollups at most every SPEND_MAX_AGE_SECONDS."""
-
-    def __init__(self) -> None:
-        self.text = b""
-        self.read_at: float | None = None
-
-    async def exposition(self, engine: AsyncEngine) -> bytes:
-        if self.read_at is None or time.monotonic() - self.read_at >= SPEND_MAX_AGE_SECONDS:
-            from app.reports import repository  # here: the reports import the app's models and SQL
-
-            async with engine.connect() as conn:
-                rows = await repository.spend_by_model(conn)
-            self.text = spend_exposition(rows).encode()
-            self.read_at = time.monotonic()
-        return self.text
-
-
-def spend_exposition(rows: list) -> str:
-    """Counters labelled by provider and model. Rollups name catalog models only (a foreign key), so the
-    label set is bounded by the catalog. Values are written from the exact sums, not through a float."""
-    lines = []
-    for name, column, help_text in SPEND_METRICS:
-        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} counter"]
-        for row in rows:
-            provider = row.model_id.split("/", 1)[0]
-            labels = f'provider="{label(provider)}",model="{label(row.model_id)}"'
-            lines.append(f"{name}{{{labels}}} {format(getattr(row, column).normalize(), 'f')}")
-    return "\n".join(lines) + "\n"
-
-
-def label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
 @get("/metrics", exclude_from_auth=True, tags=["service"], include_in_schema=True, media_type=MediaType.TEXT)
 async def metrics(
     state: State, pool: NamedDependency[asyncpg.Pool], read_db: NamedDependency[AsyncEngine]
@@ -197,5 +150,6 @@ async def metrics(
     POOL_SIZE.set(pool.get_size())
     POOL_IN_USE.set(pool.get_size() - pool.get_idle_size())
     # Prometheus' text format; Litestar adds the charset.
+    # Spend comes from the database (app/reports/service.py `Spend`), the same whichever worker answers.
     body = generate_latest(registry()) + await state.spend.exposition(read_db)
     return Response(body, media_type="text/plain; version=1.0.0")

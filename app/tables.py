@@ -46,6 +46,8 @@ accounts = Table(
     # balance.low fires when the balance falls to the threshold while armed, and re-arms once above it.
     Column("low_balance_threshold", Money),
     Column("low_balance_armed", Boolean, nullable=False, server_default=true()),
+    # Whether any spend limit is set: recording usage of an account without one reads no limits.
+    Column("has_spend_limits", Boolean, nullable=False, server_default=false()),
     CheckConstraint("status IN ('active', 'suspended', 'closed')", name="status"),
     CheckConstraint("overdraft_limit >= 0", name="overdraft_limit"),
     CheckConstraint("id ~ '^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$'", name="id_format"),
@@ -267,6 +269,8 @@ usage_events = Table(
     Column("end_user", Text),
     Column("tags", ARRAY(Text)),
     Column("api_key_id", Text),
+    # Recorded past a spend limit: usage that happened is kept, and flagged.
+    Column("over_limit", Boolean, nullable=False, server_default=false()),
     PrimaryKeyConstraint("account_id", "id"),
     UniqueConstraint("account_id", "event_id"),
     CheckConstraint(SERVICE_TIERS_CHECK, name="service_tier"),
@@ -345,6 +349,10 @@ authorizations = Table(
     CheckConstraint("amount >= 0", name="amount"),
     CheckConstraint(SERVICE_TIERS_CHECK, name="service_tier"),
     Index("ix_authorizations_open", "account_id", postgresql_where=text("settled_at IS NULL AND released_at IS NULL")),
+    # What it holds for, as a usage event names it: counted against the same spend limits.
+    Column("end_user", Text),
+    Column("tags", ARRAY(Text)),
+    Column("api_key_id", Text),
     # When authorization.expired was sent for it (once, after it expired unsettled).
     Column("expiry_announced_at", DateTime(timezone=True)),
     Index(
@@ -468,6 +476,40 @@ usage_rollups_tags = Table(
     *rollup_sums(),
     Index(None, "account_id", "tag", "day"),
     postgresql_with={"fillfactor": 70},
+)
+
+spend_limits = Table(
+    "spend_limits",
+    metadata,
+    # At most `amount` credits per period (UTC day, ISO week from Monday, calendar month, or `none`: for
+    # good) for the account, one end user, one tag or one reporting key (`value`) of it.
+    Column("account_id", Text, ForeignKey("accounts.id"), nullable=False),
+    Column("id", Text, nullable=False),
+    Column("scope", Text, nullable=False),
+    Column("value", Text),
+    Column("amount", Money, nullable=False),
+    Column("period", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("account_id", "id"),
+    CheckConstraint("scope IN ('account', 'end_user', 'tag', 'api_key')", name="scope"),
+    CheckConstraint("period IN ('day', 'week', 'month', 'none')", name="period"),
+    CheckConstraint("amount > 0", name="amount"),
+    CheckConstraint("(scope = 'account') = (value IS NULL)", name="value"),
+    Index("uq_spend_limits_target", "account_id", "scope", text("coalesce(value, '')"), "period", unique=True),
+)
+
+spend_limit_periods = Table(
+    "spend_limit_periods",
+    metadata,
+    # The periods in which a limit was reached: `spend_limit.reached` is announced when the row is made.
+    Column("account_id", Text, nullable=False),
+    Column("limit_id", Text, nullable=False),
+    Column("period_start", DateTime(timezone=True), nullable=False),
+    Column("reached_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("account_id", "limit_id", "period_start"),
+    ForeignKeyConstraint(
+        ["account_id", "limit_id"], ["spend_limits.account_id", "spend_limits.id"], ondelete="CASCADE"
+    ),
 )
 
 audit_log = Table(

@@ -219,7 +219,9 @@ class AuthorizationController(Controller):
         data: JSONBody[AuthorizationCreate],
         idempotency_key: Annotated[str | None, HeaderParameter(name="Idempotency-Key")] = None,
     ) -> Response[Authorization]:
-        """Hold the worst-case cost of a call against the available balance, or answer 402 `insufficient_credits`."""
+        """Hold the worst-case cost of a call against the available balance, or answer 402 `insufficient_credits`
+        (or `spend_limit_exceeded`, when it would pass a spend limit of the account, the end user, a tag or the
+        key)."""
         reported.check_counts(await request.json())
         account_id = request.user.account(data.account_id)
         if account_id is None:
@@ -227,7 +229,9 @@ class AuthorizationController(Controller):
         return respond(
             await database.transaction(
                 pool,
-                lambda conn: service.authorize(conn, account_id, data, catalog, clock.now(), idempotency_key),
+                lambda conn: service.authorize(
+                    conn, account_id, data, catalog, clock.now(), idempotency_key, request.user.key_id
+                ),
             )
         )
 

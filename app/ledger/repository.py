@@ -52,8 +52,8 @@ async def list_accounts(
 async def lock_accounts(conn: asyncpg.Connection, account_ids: list[str]) -> list[asyncpg.Record]:
     return await lock_each(
         conn,
-        "SELECT id, balance, overdraft_limit, next_expiry_at, low_balance_threshold, low_balance_armed FROM accounts "
-        "WHERE id = $1 FOR UPDATE",
+        "SELECT id, balance, overdraft_limit, next_expiry_at, low_balance_threshold, low_balance_armed, "
+        "has_spend_limits FROM accounts WHERE id = $1 FOR UPDATE",
         [(account_id,) for account_id in sorted(set(account_ids))],
     )
 

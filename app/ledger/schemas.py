@@ -5,6 +5,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from app.catalog.schemas import Region, ServiceTier
+from app.usage.schemas import MAX_TAGS, EndUser, Tag
 
 AccountId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")]
 Status = Literal["active", "suspended", "closed"]
@@ -97,6 +98,9 @@ class AuthorizationCreate(msgspec.Struct, forbid_unknown_fields=True):
     # The tier and region the call will be served on, priced as a usage event's are.
     service_tier: ServiceTier = "default"
     region: Region | None = None
+    # Who the call is for, as its usage event will say: held against the spend limits that apply.
+    end_user: EndUser | None = None
+    tags: Annotated[list[Tag], msgspec.Meta(max_length=MAX_TAGS)] | None = None
 
 
 class Authorization(msgspec.Struct):

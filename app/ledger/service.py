@@ -31,6 +31,7 @@ from app.ledger.schemas import (
     Reversal,
     ReversalCreate,
 )
+from app.limits import service as spend_limits
 from app.money import add, check_amount, money, subtract
 from app.times import utc
 from app.usage import reported
@@ -103,6 +104,8 @@ class Books:
         self.balance: dict[str, Decimal] = {row["id"]: row["balance"] for row in rows}
         self.overdraft_limit: dict[str, Decimal] = {row["id"]: row["overdraft_limit"] for row in rows}
         self.next_expiry: dict[str, datetime | None] = {row["id"]: row["next_expiry_at"] for row in rows}
+        # The accounts with spend limits: the only ones whose limits are read (app/limits).
+        self.limited = {row["id"] for row in rows if row["has_spend_limits"]}
         self.low_balance: dict[str, tuple[Decimal | None, bool]] = {
             row["id"]: (row["low_balance_threshold"], row["low_balance_armed"]) for row in rows
         }
@@ -361,19 +364,25 @@ async def authorize(
     catalog: Catalog,
     now: datetime,
     idempotency_key: str | None,
+    api_key_id: str | None = None,
 ) -> Result[Authorization]:
     """Hold the call's worst-case cost, or refuse with 402; with an idempotency key, a retry is given
     the first answer."""
     scope, request = f"authorization:{account_id}", msgspec.to_builtins(data)
 
     async def hold() -> Authorization:
-        return await hold_credits(conn, account_id, data, catalog, now)
+        return await hold_credits(conn, account_id, data, catalog, now, api_key_id)
 
     return await idempotency.once(conn, account_id, scope, idempotency_key, request, Authorization, hold)
 
 
 async def hold_credits(
-    conn: asyncpg.Connection, account_id: str, data: AuthorizationCreate, catalog: Catalog, now: datetime
+    conn: asyncpg.Connection,
+    account_id: str,
+    data: AuthorizationCreate,
+    catalog: Catalog,
+    now: datetime,
+    api_key_id: str | None = None,
 ) -> Authorization:
     """The account row is locked while the available balance is checked and the hold written, so
     concurrent holds cannot overspend."""
@@ -397,6 +406,9 @@ async def hold_credits(
             f"The call may cost {money(quote.credits)} credits; {money(available)} are available",
             param="account_id",
         )
+    tags = reported.check_tags(data.tags)
+    if account_id in books.limited:
+        await spend_limits.check_hold(conn, account_id, quote.credits, data.end_user, tags, api_key_id, now)
     row = await repository.insert_authorization(
         conn,
         {
@@ -410,6 +422,9 @@ async def hold_credits(
             "margin": margin,
             "service_tier": data.service_tier,
             "region": region,
+            "end_user": data.end_user,
+            "tags": tags,
+            "api_key_id": api_key_id,
             "created_at": now,
             "expires_at": now + timedelta(seconds=data.ttl_seconds),
         },

@@ -3,9 +3,10 @@ from decimal import (
     Decimal,
     localcontext,
 )
+from time import monotonic
 from types import SimpleNamespace
 
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.errors import InvalidRequest
 from app.money import RATIOS, SUMS, money, subtract
@@ -184,3 +185,50 @@ async def trial_balance(
         end=end,
         accounts=[TrialBalanceRow(row.account_id, *(money(getattr(row, f)) for f in fields)) for row in rows],
     )
+
+
+# Spend is read from the database at a scrape, not counted in each worker, so every worker answers the
+# same totals; read at most this often (scrapes come every few seconds, the sums move slowly).
+SPEND_MAX_AGE_SECONDS = 30.0
+SPEND_METRICS = (
+    ("billing_credits_charged_total", "credits", "Credits charged for usage, by provider and model"),
+    ("billing_credits_reversed_total", "reversed", "Credits given back by reversals, by provider and model"),
+    (
+        "billing_upstream_cost_usd_total",
+        "upstream_usd",
+        "Upstream cost in USD of the usage charged, by provider and model",
+    ),
+)
+
+
+class Spend:
+    """The spend metrics' text, read from the rollups at most every SPEND_MAX_AGE_SECONDS."""
+
+    def __init__(self) -> None:
+        self.text = b""
+        self.read_at: float | None = None
+
+    async def exposition(self, engine: AsyncEngine) -> bytes:
+        if self.read_at is None or monotonic() - self.read_at >= SPEND_MAX_AGE_SECONDS:
+            async with engine.connect() as conn:
+                rows = await repository.spend_by_model(conn)
+            self.text = spend_exposition(rows).encode()
+            self.read_at = monotonic()
+        return self.text
+
+
+def spend_exposition(rows: list) -> str:
+    """Counters labelled by provider and model. Rollups name catalog models only (a foreign key), so the
+    label set is bounded by the catalog. Values are written from the exact sums, not through a float."""
+    lines = []
+    for name, column, help_text in SPEND_METRICS:
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} counter"]
+        for row in rows:
+            provider = row.model_id.split("/", 1)[0]
+            labels = f'provider="{label(provider)}",model="{label(row.model_id)}"'
+            lines.append(f"{name}{{{labels}}} {format(getattr(row, column).normalize(), 'f')}")
+    return "\n".join(lines) + "\n"
+
+
+def label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")

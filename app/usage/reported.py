@@ -1,6 +1,6 @@
 """What a client reports of a call's tokens: the service's token fields, or the provider's own usage
 object (`usage`, read by app/usage/formats.py), never both. Usage events, estimates and holds all
-read their tokens here, so the three count a call alike."""
+read their tokens here, so the three count a call alike; events and holds their tags too."""
 
 from typing import Any
 
@@ -86,3 +86,14 @@ def usage_from(
         ),
         found,
     )
+
+
+def check_tags(tags: list[str] | None) -> list[str] | None:
+    """Tags without repeats, in the order given: an event counts once under each of its tags."""
+    if not tags:
+        return None
+    for tag in tags:
+        # The unit separator joins an event's tags on their way to the database (usage/repository.py).
+        if any(ord(char) < 32 for char in tag):
+            raise InvalidRequest("`tags` must not contain control characters", param="tags")
+    return list(dict.fromkeys(tags))

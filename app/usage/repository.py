@@ -115,14 +115,14 @@ EXISTING = """
            u.output_tokens, u.cached_input_tokens, u.cache_write_tokens, u.reasoning_tokens, u.cache_write_1h_tokens,
            u.cost, u.upstream_cost_usd, u.occurred_at, u.recorded_at, u.authorization_id, u.metadata, u.overdrawn,
            u.reported_model, u.provider, u.usage, u.usage_format, NULL AS unrated_reason, u.unrated_since,
-           l.balance_after, u.service_tier, u.region, u.end_user, u.tags, u.api_key_id
+           l.balance_after, u.service_tier, u.region, u.end_user, u.tags, u.api_key_id, u.over_limit
     FROM k JOIN usage_events u USING (account_id, event_id)
     JOIN ledger_entries l ON l.account_id = u.account_id AND l.usage_event_id = u.id AND l.kind = 'usage'
     UNION ALL
     SELECT 'unrated', r.id, r.account_id, r.event_id, r.model_id, NULL, NULL, r.input_tokens, r.output_tokens,
            r.cached_input_tokens, r.cache_write_tokens, r.reasoning_tokens, r.cache_write_1h_tokens, NULL, NULL,
            r.occurred_at, r.recorded_at, NULL, r.metadata, false, r.reported_model, r.provider, r.usage,
-           r.usage_format, r.reason, NULL, NULL, r.service_tier, r.region, r.end_user, r.tags, r.api_key_id
+           r.usage_format, r.reason, NULL, NULL, r.service_tier, r.region, r.end_user, r.tags, r.api_key_id, false
     FROM k JOIN unrated_usage r USING (account_id, event_id)
 """
 
@@ -195,7 +195,7 @@ def _stored_select(status: str):
             u.margin, *(u[name] for name in TOKEN_COLUMNS), u.cost, u.upstream_cost_usd, u.occurred_at, u.recorded_at,
             u.authorization_id, u.metadata, u.overdrawn, u.reported_model, u.provider, u.usage, u.usage_format,
             cast(null(), Text).label("unrated_reason"), u.unrated_since, ledger_entries.c.balance_after,
-            u.service_tier, u.region, u.end_user, u.tags, u.api_key_id,
+            u.service_tier, u.region, u.end_user, u.tags, u.api_key_id, u.over_limit,
         ).join(
             ledger_entries,
             (ledger_entries.c.account_id == u.account_id)
@@ -211,7 +211,7 @@ def _stored_select(status: str):
         cast(null(), Text).label("authorization_id"), r.metadata, false().label("overdrawn"), r.reported_model,
         r.provider, r.usage, r.usage_format, r.reason.label("unrated_reason"),
         cast(null(), DateTime(timezone=True)).label("unrated_since"), cast(null(), Numeric).label("balance_after"),
-        r.service_tier, r.region, r.end_user, r.tags, r.api_key_id,
+        r.service_tier, r.region, r.end_user, r.tags, r.api_key_id, false().label("over_limit"),
     ), unrated_usage  # fmt: skip
 
 

@@ -89,6 +89,8 @@ class UsageEvent(msgspec.Struct, omit_defaults=True):
     tags: list[str] | None = None
     # The id of the API key that reported the event.
     api_key_id: str | None = None
+    # Recorded past a spend limit (recorded all the same: the usage happened).
+    over_limit: bool = False
 
 
 class BatchIn(msgspec.Struct, forbid_unknown_fields=True):

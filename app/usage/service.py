@@ -16,6 +16,8 @@ from app.idempotency import differing_fields, reused
 from app.keys.schemas import Principal
 from app.ledger import repository as ledger_repository
 from app.ledger.service import open_books
+from app.limits import repository as spend_limits_repository
+from app.limits import service as spend_limits
 from app.money import MAX_AMOUNT, money, subtract
 from app.times import utc
 from app.usage import reported, repository
@@ -47,7 +49,7 @@ def prepare(event: UsageIn, principal: Principal, catalog: Catalog, now: datetim
     check_text(event.provider, "provider")
     check_text(event.authorization_id, "authorization_id")
     check_text(event.end_user, "end_user")
-    tags = check_tags(event.tags)
+    tags = reported.check_tags(event.tags)
     attribution = {"end_user": event.end_user, "tags": tags, "api_key_id": principal.key_id}
     usage, usage_format = reported.usage_from(event)
     model = catalog.resolve(event.model, event.provider)
@@ -185,17 +187,6 @@ def check_text(value: str | None, field: str) -> None:
         raise InvalidRequest(f"`{field}` must not contain NUL characters", param=field)
 
 
-def check_tags(tags: list[str] | None) -> list[str] | None:
-    """Tags without repeats, in the order given: an event counts once under each of its tags."""
-    if not tags:
-        return None
-    for tag in tags:
-        # The unit separator joins an event's tags on their way to the database (usage/repository.py).
-        if any(ord(char) < 32 for char in tag):
-            raise InvalidRequest("`tags` must not contain control characters", param="tags")
-    return list(dict.fromkeys(tags))
-
-
 def check_metadata(metadata: dict[str, str] | None) -> None:
     if metadata is None:
         return
@@ -218,7 +209,11 @@ class Outcome(msgspec.Struct, frozen=True):
 
 
 def event_view(
-    event: Prepared, recorded_at: datetime, balance_after: Decimal | None = None, overdrawn: bool = False
+    event: Prepared,
+    recorded_at: datetime,
+    balance_after: Decimal | None = None,
+    overdrawn: bool = False,
+    over_limit: bool = False,
 ) -> UsageEvent:
     """A just-recorded event: charged, or unrated (no cost, price version, margin or balance)."""
     charged = event.unrated_reason is None
@@ -256,6 +251,7 @@ def event_view(
         event.end_user,
         event.tags,
         event.api_key_id,
+        over_limit,
     )
 
 
@@ -290,6 +286,7 @@ def stored_view(row: Any, *, replay: bool = False) -> UsageEvent:
         end_user=row["end_user"],
         tags=row["tags"],
         api_key_id=row["api_key_id"],
+        over_limit=row["over_limit"],
     )
 
 
@@ -375,6 +372,10 @@ async def record(conn: asyncpg.Connection, batch: list[Prepared], now: datetime)
         overdrawn[index] = after < -books.overdraft_limit[event.account_id]
         posted.append(index)
     new = posted
+    # Spend limits, of the accounts that have any: usage past one is recorded all the same, and flagged.
+    limited = {batch[i].account_id for i in new} & books.limited
+    limits = await spend_limits.Usage.load(conn, sorted(limited)) if limited else None
+    over = {i for i in new if limits and batch[i].account_id in limited and await limits.take(conn, batch[i])}
     ids = await repository.insert(conn, [(batch[i], overdrawn[i]) for i in new], now)
     for index in new:
         event = batch[index]
@@ -387,8 +388,13 @@ async def record(conn: asyncpg.Connection, batch: list[Prepared], now: datetime)
             usage_event_id=event_id,
             description=event.model_id,
         )
-        outcomes[index] = Outcome("created", event=event_view(event, now, after, overdrawn[index]))
+        outcomes[index] = Outcome("created", event=event_view(event, now, after, overdrawn[index], index in over))
     await books.close(conn, now)
+    if limits is not None:
+        for account_id in sorted({batch[i].account_id for i in over}):
+            flagged = [ids[(account_id, batch[i].event_id)] for i in over if batch[i].account_id == account_id]
+            await spend_limits_repository.flag_over_limit(conn, account_id, flagged)
+        await limits.announce(conn, now)
     if settling:
         settled = [
             (batch[i].account_id, hold, ids[(batch[i].account_id, batch[i].event_id)], batch[i].cost)

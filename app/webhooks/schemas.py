@@ -6,7 +6,7 @@ import msgspec
 # What an endpoint can subscribe to; "*" subscribes to all of them, including those added later.
 EVENT_TYPES = (
     "balance.low", "balance.depleted", "account.overdrawn", "usage.unrated", "grant.expiring", "grant.expired",
-    "authorization.expired",
+    "authorization.expired", "spend_limit.reached",
 )  # fmt: skip
 ALL_EVENTS = "*"
 DeliveryStatus = Literal["pending", "succeeded", "failed"]

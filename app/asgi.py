@@ -50,6 +50,8 @@ from app.observability import RequestIdMiddleware, configure_logging, metrics
 from app.openapi import document, errors, reference_ui
 from app.reports.endpoints import ReportController
 from app.reports.service import Spend
+from app.schedules.endpoints import ScheduleController
+from app.schedules.service import issue_due
 from app.usage.coalescer import Coalescer
 from app.usage.endpoints import UsageController
 from app.usage.rating import Rater
@@ -93,11 +95,13 @@ async def background_tasks(jobs: list[Coroutine]) -> AsyncIterator[None]:
 
 
 async def sweep_expired_grants(state: State, interval: float, notice: timedelta) -> None:
-    """Expires due grants, and announces grants about to expire and holds that expired unsettled."""
+    """Expires due grants, issues the recurring grants due, and announces grants about to expire and holds
+    that expired unsettled."""
     while True:
         await asyncio.sleep(interval)
         try:
             await expire_due_grants(state.pool, state.clock.now())
+            await issue_due(state.pool, state.clock.now())
             await db.transaction(state.pool, lambda conn: announce_expiries(conn, state.clock.now(), notice))
         except Exception:  # the next round retries
             log.warning("expiring grants failed", exc_info=True)
@@ -218,6 +222,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         route_handlers=[
             AccountController,
             LimitController,
+            ScheduleController,
             KeyController,
             ModelController,
             OpenAIModelController,

@@ -28,6 +28,7 @@ DISTRIBUTED = frozenset(
         "usage_rollups_tags",
         "usage_rollups_end_users",
         "spend_limits",
+        "grant_schedules",
         "spend_limit_periods",
         "idempotency_keys",
         "webhook_events",

@@ -219,6 +219,17 @@ grants = Table(
     Index("ix_grants_open", "account_id", "expires_at", postgresql_where=text("remaining > 0")),
     # When grant.expiring was sent for it (once, ahead of expires_at).
     Column("expiry_announced_at", DateTime(timezone=True)),
+    # Made by a recurring grant: the schedule, and the start of the period it is for (once per period).
+    Column("schedule_id", Text),
+    Column("period_start", DateTime(timezone=True)),
+    Index(
+        "uq_grants_schedule_period",
+        "account_id",
+        "schedule_id",
+        "period_start",
+        unique=True,
+        postgresql_where=text("schedule_id IS NOT NULL"),
+    ),
     Index(
         "ix_grants_expiry_unannounced",
         "expires_at",
@@ -476,6 +487,36 @@ usage_rollups_tags = Table(
     *rollup_sums(),
     Index(None, "account_id", "tag", "day"),
     postgresql_with={"fillfactor": 70},
+)
+
+grant_schedules = Table(
+    "grant_schedules",
+    metadata,
+    # A recurring grant: `amount` credits each day, week or month from `starts_at` (until `ends_at`),
+    # issued as ordinary grants. Rollover: `none` (each grant expires when its period ends), `all`
+    # (they do not, unless `grant_ttl_seconds` says when), `capped` (each expires when its period
+    # ends, and the next grant adds back what expired, up to `rollover_cap`).
+    Column("account_id", Text, ForeignKey("accounts.id"), nullable=False),
+    Column("id", Text, nullable=False),
+    Column("amount", Money, nullable=False),
+    Column("period", Text, nullable=False),
+    Column("starts_at", DateTime(timezone=True), nullable=False),
+    Column("ends_at", DateTime(timezone=True)),
+    Column("rollover", Text, nullable=False),
+    Column("rollover_cap", Money),
+    Column("grant_ttl_seconds", BigInteger),
+    Column("description", Text),
+    Column("next_period_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("ended_at", DateTime(timezone=True)),
+    PrimaryKeyConstraint("account_id", "id"),
+    CheckConstraint("amount > 0", name="amount"),
+    CheckConstraint("period IN ('day', 'week', 'month')", name="period"),
+    CheckConstraint("rollover IN ('none', 'all', 'capped')", name="rollover"),
+    CheckConstraint(
+        "(rollover = 'capped') = (rollover_cap IS NOT NULL) AND coalesce(rollover_cap, 0) >= 0", name="cap"
+    ),
+    Index("ix_grant_schedules_due", "next_period_at", postgresql_where=text("ended_at IS NULL")),
 )
 
 spend_limits = Table(

@@ -176,12 +176,15 @@ async def insert_grant(
     description: str | None,
     expires_at: datetime | None,
     now: datetime,
+    schedule_id: str | None = None,
+    period_start: datetime | None = None,
 ) -> asyncpg.Record:
     return await conn.fetchrow(
         """
         WITH g AS (
-            INSERT INTO grants (account_id, amount, remaining, description, expires_at, created_at)
-            VALUES ($1, $2, $3, $4, $5, $6) RETURNING *
+            INSERT INTO grants (account_id, amount, remaining, description, expires_at, created_at, schedule_id,
+                                period_start)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING *
         ), a AS (
             UPDATE accounts SET next_expiry_at = LEAST(next_expiry_at, g.expires_at)
             FROM g WHERE accounts.id = g.account_id AND g.remaining > 0
@@ -194,6 +197,8 @@ async def insert_grant(
         description,
         expires_at,
         now,
+        schedule_id,
+        period_start,
     )
 
 

@@ -51,6 +51,9 @@ class Grant(msgspec.Struct):
     expires_at: datetime | None
     expired_at: datetime | None
     created_at: datetime
+    # Made by a recurring grant: its schedule, and the start of the period it is for.
+    schedule_id: str | None
+    period_start: datetime | None
 
 
 class GrantCreated(Grant, omit_defaults=True):

@@ -195,6 +195,8 @@ def grant_view(row) -> Grant:
         expires_at=row["expires_at"],
         expired_at=row["expired_at"],
         created_at=row["created_at"],
+        schedule_id=row["schedule_id"],
+        period_start=row["period_start"],
     )
 
 
@@ -210,6 +212,8 @@ async def add_credits(
     expires_at: datetime | None,
     now: datetime,
     usage_event_id: int | None = None,
+    schedule_id: str | None = None,
+    period_start: datetime | None = None,
 ) -> tuple[asyncpg.Record, Decimal]:
     """Credits arrive as a grant row (a lot that later debits draw from) plus its ledger entry.
 
@@ -227,6 +231,8 @@ async def add_credits(
         description=description,
         expires_at=expires_at,
         now=now,
+        schedule_id=schedule_id,
+        period_start=period_start,
     )
     books.post(
         account_id,

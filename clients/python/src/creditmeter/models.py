@@ -193,6 +193,9 @@ class Grant(msgspec.Struct, kw_only=True):
     expires_at: datetime | None = None
     expired_at: datetime | None = None
     created_at: datetime | None = None
+    # Made by a recurring grant: its schedule and the start of its period.
+    schedule_id: str | None = None
+    period_start: datetime | None = None
     # Only in the answer to a grant's creation.
     balance_after: Decimal | None = None
     replay: bool = False

@@ -850,3 +850,44 @@ async def test_record_response_needs_a_model_and_a_usage(api):
         api.record_response(BEDROCK, account_id="a", provider="bedrock")
     with pytest.raises(ValueError, match="no usage"):
         api.record_response({"model": "gpt-4o", "choices": []}, account_id="a")
+
+
+async def test_limits_schedules_and_webhooks(api):
+    account_id = funded(api, "10")
+    assert api.set_low_balance_threshold(account_id, "2.5").low_balance_threshold == Decimal("2.5")
+    assert api.set_low_balance_threshold(account_id, None).low_balance_threshold is None
+
+    made = api.create_limit(account_id, "end_user", "0.5", "month", value="user-1")
+    assert (made.scope, made.value, made.amount, made.remaining) == (
+        "end_user",
+        "user-1",
+        Decimal("0.5"),
+        Decimal("0.5"),
+    )
+    event = api.record_usage(account_id=account_id, end_user="user-1", **GPT4O)
+    assert event.over_limit is True
+    with pytest.raises(InsufficientCreditsError) as refused:
+        api.authorize(account_id, "gpt-4o", input_tokens=10, max_output_tokens=10, end_user="user-1")
+    assert refused.value.code == "spend_limit_exceeded"
+    [state] = api.list_limits(account_id).data
+    assert state.spent == GPT4O_COST and state.reached
+    api.delete_limit(account_id, made.id)
+    assert api.list_limits(account_id).data == []
+
+    schedule = api.create_grant_schedule(account_id, "5", "month", rollover="capped", rollover_cap="1")
+    assert (schedule.rollover, schedule.rollover_cap, schedule.next_grant_at is not None) == (
+        "capped",
+        Decimal(1),
+        True,
+    )
+    assert [g.schedule_id for g in api.list_grants(account_id).data][-1] == schedule.id
+    assert api.get_grant_schedule(account_id, schedule.id).amount == Decimal(5)
+    api.end_grant_schedule(account_id, schedule.id)
+    assert api.list_grant_schedules(account_id).data[0].ended_at is not None
+
+    hook = api.create_webhook("https://example.com/hooks", ["spend_limit.reached"], description="ops")
+    assert hook.secret.startswith("whsec_") and api.get_webhook(hook.id).secret is None
+    assert api.update_webhook(hook.id, disabled=True).disabled is True
+    assert hook.id in [w.id for w in api.list_webhooks(limit=1000).data]
+    assert api.list_deliveries(hook.id).data == []
+    assert api.delete_webhook(hook.id).id == hook.id

@@ -25,10 +25,14 @@ from creditmeter.models import (
     BatchOut,
     CatalogModel,
     Comparison,
+    Delivery,
+    DeliveryPage,
     Envelope,
     Estimate,
     Grant,
     GrantPage,
+    GrantSchedule,
+    GrantScheduleList,
     Health,
     ImportResult,
     LedgerPage,
@@ -46,12 +50,16 @@ from creditmeter.models import (
     Provider,
     ProviderList,
     Reversal,
+    SpendLimit,
+    SpendLimitList,
     SyncResult,
     TrialBalance,
     UsageEvent,
     UsageEventIn,
     UsagePage,
     UsageReport,
+    Webhook,
+    WebhookPage,
 )
 from creditmeter.providers import read_response
 
@@ -240,6 +248,106 @@ class Operations:
     def list_grants(self, account_id: str) -> GrantPage:
         """The account's grants with what is left of each."""
         return self._call(Call("GET", f"/accounts/{segment(account_id)}/grants", GrantPage))
+
+    def set_low_balance_threshold(self, account_id: str, threshold: Amount | None) -> Account:
+        """The account's line for the `balance.low` webhook, in credits (None: off) (admin)."""
+        body = {"low_balance_threshold": None if threshold is None else exact(threshold)}
+        return self._call(Call("PATCH", f"/accounts/{segment(account_id)}", Account, body=body))
+
+    # Spend limits and recurring grants
+
+    def create_limit(
+        self,
+        account_id: str,
+        scope: Literal["account", "end_user", "tag", "api_key"],
+        amount: Amount,
+        period: Literal["day", "week", "month", "none"],
+        *,
+        value: str | None = None,
+    ) -> SpendLimit:
+        """Limit the account's spend, or one end user's, tag's or key's (`value`), per period (admin)."""
+        body = body_of(scope=scope, amount=exact(amount), period=period, value=value)
+        path = f"/accounts/{segment(account_id)}/limits"
+        # Resent after it worked, it would answer 409.
+        return self._call(Call("POST", path, SpendLimit, body=body, idempotent=False))
+
+    def list_limits(self, account_id: str) -> SpendLimitList:
+        return self._call(Call("GET", f"/accounts/{segment(account_id)}/limits", SpendLimitList))
+
+    def delete_limit(self, account_id: str, limit_id: str) -> None:
+        path = f"/accounts/{segment(account_id)}/limits/{segment(limit_id)}"
+        return self._call(Call("DELETE", path, None, idempotent=False))
+
+    def create_grant_schedule(
+        self,
+        account_id: str,
+        amount: Amount,
+        period: Literal["day", "week", "month"],
+        *,
+        rollover: Literal["none", "all", "capped"] = "none",
+        rollover_cap: Amount | None = None,
+        starts_at: datetime | None = None,
+        ends_at: datetime | None = None,
+        grant_ttl_seconds: int | None = None,
+        description: str | None = None,
+    ) -> GrantSchedule:
+        """A recurring grant, issued as ordinary grants once per period (admin)."""
+        body = body_of(
+            amount=exact(amount), period=period, rollover=rollover,
+            rollover_cap=None if rollover_cap is None else exact(rollover_cap), starts_at=starts_at, ends_at=ends_at,
+            grant_ttl_seconds=grant_ttl_seconds, description=description,
+        )  # fmt: skip
+        path = f"/accounts/{segment(account_id)}/grant-schedules"
+        # Resent after it worked, it would make a second schedule.
+        return self._call(Call("POST", path, GrantSchedule, body=body, idempotent=False))
+
+    def list_grant_schedules(self, account_id: str) -> GrantScheduleList:
+        return self._call(Call("GET", f"/accounts/{segment(account_id)}/grant-schedules", GrantScheduleList))
+
+    def get_grant_schedule(self, account_id: str, schedule_id: str) -> GrantSchedule:
+        path = f"/accounts/{segment(account_id)}/grant-schedules/{segment(schedule_id)}"
+        return self._call(Call("GET", path, GrantSchedule))
+
+    def end_grant_schedule(self, account_id: str, schedule_id: str) -> None:
+        """No grant after now; the grants made stay (admin)."""
+        path = f"/accounts/{segment(account_id)}/grant-schedules/{segment(schedule_id)}"
+        return self._call(Call("DELETE", path, None, idempotent=False))
+
+    # Webhooks (admin)
+
+    def create_webhook(self, url: str, events: Sequence[str], *, description: str | None = None) -> Webhook:
+        """Register an endpoint; the answer's `secret` (Standard Webhooks) is shown this once."""
+        body = body_of(url=url, events=list(events), description=description)
+        return self._call(Call("POST", "/webhooks", Webhook, body=body, idempotent=False))
+
+    def list_webhooks(self, *, cursor: str | None = None, limit: int | None = None) -> WebhookPage:
+        return self._call(Call("GET", "/webhooks", WebhookPage, params=params_of(cursor=cursor, limit=limit)))
+
+    def get_webhook(self, webhook_id: str) -> Webhook:
+        return self._call(Call("GET", f"/webhooks/{segment(webhook_id)}", Webhook))
+
+    def update_webhook(self, webhook_id: str, **changes: Any) -> Webhook:
+        """Change `url`, `events`, `description` or `disabled`."""
+        return self._call(Call("PATCH", f"/webhooks/{segment(webhook_id)}", Webhook, body=dict(changes)))
+
+    def delete_webhook(self, webhook_id: str) -> Webhook:
+        return self._call(Call("DELETE", f"/webhooks/{segment(webhook_id)}", Webhook, idempotent=False))
+
+    def list_deliveries(
+        self,
+        webhook_id: str,
+        *,
+        status: Literal["pending", "succeeded", "failed"] | None = None,
+        cursor: str | None = None,
+        limit: int | None = None,
+    ) -> DeliveryPage:
+        params = params_of(status=status, cursor=cursor, limit=limit)
+        return self._call(Call("GET", f"/webhooks/{segment(webhook_id)}/deliveries", DeliveryPage, params=params))
+
+    def retry_delivery(self, webhook_id: str, delivery_id: int) -> Delivery:
+        """Send a failed delivery again, with a fresh day of retries."""
+        path = f"/webhooks/{segment(webhook_id)}/deliveries/{int(delivery_id)}/retry"
+        return self._call(Call("POST", path, Delivery, idempotent=False))
 
     def create_adjustment(
         self, account_id: str, amount: Amount, reason: str, *, idempotency_key: str | None = None

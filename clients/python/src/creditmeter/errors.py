@@ -56,7 +56,8 @@ class AuthenticationError(APIError):
 
 
 class InsufficientCreditsError(APIError):
-    """402: a hold does not fit the account's available credits."""
+    """402: a hold does not fit the account's available credits (`insufficient_credits`) or a spend limit
+    (`spend_limit_exceeded`)."""
 
 
 class PermissionDeniedError(APIError):

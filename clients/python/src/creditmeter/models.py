@@ -90,6 +90,8 @@ class UsageEvent(msgspec.Struct, kw_only=True):
     end_user: str | None = None
     tags: list[str] | None = None
     api_key_id: str | None = None
+    # Recorded past a spend limit.
+    over_limit: bool = False
 
 
 class BatchResult(msgspec.Struct, kw_only=True):
@@ -169,6 +171,7 @@ class Account(msgspec.Struct, kw_only=True):
     pending: Decimal
     available: Decimal
     created_at: datetime
+    low_balance_threshold: Decimal | None = None
 
 
 class AccountPage(msgspec.Struct):
@@ -646,3 +649,92 @@ class AuditPage(msgspec.Struct):
 
 class Health(msgspec.Struct):
     status: str
+
+
+# Spend limits
+
+
+class SpendLimit(msgspec.Struct, kw_only=True):
+    """A limit and its current period: `spent` (less reversals), `pending` (open holds), `remaining`."""
+
+    id: str
+    account_id: str
+    scope: Literal["account", "end_user", "tag", "api_key"]
+    value: str | None
+    amount: Decimal
+    period: Literal["day", "week", "month", "none"]
+    created_at: datetime
+    period_start: datetime | None
+    period_end: datetime | None
+    spent: Decimal
+    pending: Decimal
+    remaining: Decimal
+    reached: bool
+
+
+class SpendLimitList(msgspec.Struct):
+    data: list[SpendLimit]
+
+
+# Recurring grants
+
+
+class GrantSchedule(msgspec.Struct, kw_only=True):
+    id: str
+    account_id: str
+    amount: Decimal
+    period: Literal["day", "week", "month"]
+    rollover: Literal["none", "all", "capped"]
+    rollover_cap: Decimal | None
+    starts_at: datetime
+    ends_at: datetime | None
+    grant_ttl_seconds: int | None
+    description: str | None
+    next_grant_at: datetime | None
+    created_at: datetime
+    ended_at: datetime | None
+
+
+class GrantScheduleList(msgspec.Struct):
+    data: list[GrantSchedule]
+
+
+# Webhooks
+
+
+class Webhook(msgspec.Struct, kw_only=True):
+    id: str
+    url: str
+    events: list[str]
+    description: str | None
+    disabled: bool
+    created_at: datetime
+    updated_at: datetime
+    # The signing secret: only in the answer to the endpoint's creation.
+    secret: str | None = None
+
+
+class WebhookPage(msgspec.Struct):
+    data: list[Webhook]
+    next_cursor: str | None = None
+
+
+class Delivery(msgspec.Struct, kw_only=True):
+    id: int
+    endpoint_id: str
+    account_id: str
+    event_id: str
+    event_type: str
+    status: Literal["pending", "succeeded", "failed"]
+    attempts: int
+    created_at: datetime
+    last_attempt_at: datetime | None = None
+    last_status: int | None = None
+    last_response: str | None = None
+    last_error: str | None = None
+    next_attempt_at: datetime | None = None
+
+
+class DeliveryPage(msgspec.Struct):
+    data: list[Delivery]
+    next_cursor: str | None = None

@@ -641,3 +641,180 @@ def reconcile() -> None:
             click.echo(f"VIOLATION {violation}", err=True)
         raise click.ClickException(f"{len(report.violations)} violation(s)")
     click.echo("all invariants hold")
+
+
+# Reads for operators: readable tables, or --json / --csv.
+
+
+def output_options(command: Callable) -> Callable:
+    command = click.option("--csv", "as_csv", is_flag=True, help="Print CSV (formulas neutralised).")(command)
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON.")(command)
+
+
+def bound(raw: str | None, name: str) -> datetime | None:
+    """A date (midnight UTC) or an RFC 3339 time, as the API's `from` and `to` take."""
+    from app.errors import AppError
+    from app.reports.service import parse_bound
+
+    try:
+        return parse_bound(raw, name)
+    except AppError as exc:
+        raise click.BadParameter(exc.message.replace("`from`", "--from").replace("`to`", "--to")) from None
+
+
+def show(header: list[str], rows: list[list], records: list, as_json: bool, as_csv: bool) -> None:
+    """`rows` under `header` as an aligned table (numbers to the right), or `records` as JSON, or CSV."""
+    if as_json and as_csv:
+        raise click.UsageError("--json and --csv: pick one")
+    if as_json:
+        print_json(records)
+        return
+    if as_csv:
+        from app.exports import to_csv
+
+        click.echo(to_csv(header, rows), nl=False)
+        return
+    texts = [["" if value is None else str(value) for value in row] for row in rows]
+    widths = [max([len(name), *(len(row[n]) for row in texts)]) for n, name in enumerate(header)]
+    numeric = [all(is_number(row[n]) for row in texts if row[n]) and any(row[n] for row in texts)
+               for n in range(len(header))]  # fmt: skip
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(
+            cell.rjust(width) if right else cell.ljust(width)
+            for cell, width, right in zip(cells, widths, numeric, strict=True)
+        ).rstrip()
+
+    click.echo(line(header))
+    for row in texts:
+        click.echo(line(row))
+
+
+def is_number(text: str) -> bool:
+    try:
+        float(text)  # only to align the column; the text shown is the exact one
+    except ValueError:
+        return False
+    return True
+
+
+@main.command("usage")
+@click.option("--account", "account_id", help="Only this account's events.")
+@click.option("--model", help="Only this catalog model (its id, e.g. openai/gpt-4o).")
+@click.option("--status", type=click.Choice(["charged", "unrated"]), help="Only charged or only unrated events.")
+@click.option("--from", "from_", help="From this date or RFC 3339 time (occurred_at).")
+@click.option("--to", help="Before this date or RFC 3339 time.")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 1000), help="At most this many.")
+@output_options
+def usage_command(
+    account_id: str | None,
+    model: str | None,
+    status: str | None,
+    from_: str | None,
+    to: str | None,
+    limit: int,
+    as_json: bool,
+    as_csv: bool,
+) -> None:
+    """Usage events, oldest first, as GET /usage lists them."""
+    from app.usage import repository as usage_repository
+    from app.usage import service as usage_service
+
+    start, end = bound(from_, "from"), bound(to, "to")
+
+    async def read(conn: AsyncConnection) -> list:
+        rows = await usage_repository.list_events(
+            conn, account_id=account_id, model_id=model, provider=None, status=status, start=start, end=end,
+            after=None, limit=limit,
+        )  # fmt: skip
+        return [usage_service.stored_view(row._mapping) for row in rows]
+
+    events = run_command(read)
+    header = ["occurred_at", "account_id", "event_id", "model", "status", "input_tokens", "output_tokens", "cost",
+              "end_user", "tags"]  # fmt: skip
+    rows = [
+        [e.occurred_at.isoformat(), e.account_id, e.event_id, e.model, e.status, e.input_tokens, e.output_tokens,
+         e.cost, e.end_user, ",".join(e.tags or [])]
+        for e in events
+    ]  # fmt: skip
+    show(header, rows, events, as_json, as_csv)
+
+
+@main.command("ledger")
+@click.argument("account_id")
+@click.option("--kind", "kinds", multiple=True, help="Only entries of this kind (repeatable): grant, usage, ...")
+@click.option("--from", "from_", help="From this date or RFC 3339 time.")
+@click.option("--to", help="Before this date or RFC 3339 time.")
+@click.option("--limit", type=click.IntRange(1), help="At most this many (default: all).")
+@output_options
+def ledger_command(
+    account_id: str,
+    kinds: tuple[str, ...],
+    from_: str | None,
+    to: str | None,
+    limit: int | None,
+    as_json: bool,
+    as_csv: bool,
+) -> None:
+    """An account's ledger entries in posting order, each with the balance after it."""
+    from app.ledger import repository as ledger_repository
+    from app.ledger import service as ledger_service
+    from app.ledger.schemas import LedgerEntry
+
+    start, end = bound(from_, "from"), bound(to, "to")
+
+    async def read(conn: AsyncConnection) -> list:
+        await ledger_service.get_account(conn, account_id, CLOCK.now())  # an unknown account is an error
+        rows = await ledger_repository.list_entries(
+            conn, account_id=account_id, kinds=list(kinds) or None, start=start, end=end, after=None, limit=limit
+        )
+        return [ledger_service.entry_view(row) for row in rows]
+
+    entries = run_command(read)
+    header = list(LedgerEntry.__struct_fields__)
+    show(header, [[getattr(entry, name) for name in header] for entry in entries], entries, as_json, as_csv)
+
+
+@main.command("report")
+@click.option("--group-by", "group_by", multiple=True, help="account, model, provider, day, month, end_user, tag, "
+              "api_key: repeated or comma-separated.")  # fmt: skip
+@click.option("--from", "from_", help="From this date or RFC 3339 time.")
+@click.option("--to", help="Before this date or RFC 3339 time.")
+@click.option("--account", "account_id", help="Only this account.")
+@click.option("--end-user", help="Only this end user.")
+@click.option("--tag", help="Only this tag.")
+@click.option("--api-key", help="Only this reporting key (its id).")
+@output_options
+def report_command(
+    group_by: tuple[str, ...],
+    from_: str | None,
+    to: str | None,
+    account_id: str | None,
+    end_user: str | None,
+    tag: str | None,
+    api_key: str | None,
+    as_json: bool,
+    as_csv: bool,
+) -> None:
+    """Usage totals (credits, revenue, upstream cost, gross margin), as GET /reports/usage gives them."""
+    from app.errors import AppError
+    from app.reports import service as report_service
+    from app.reports.repository import Attribution
+
+    try:
+        keys = report_service.parse_group_by(list(group_by))
+    except AppError as exc:
+        raise click.BadParameter(exc.message.replace("`group_by`", "--group-by"), param_hint="--group-by") from None
+    start, end = bound(from_, "from"), bound(to, "to")
+    only = Attribution(end_user=end_user, tag=tag, api_key=api_key)
+    report = run_command(lambda conn: report_service.usage_report(conn, keys, account_id, start, end, None, None, only))
+    metrics = ["events", "input_tokens", "output_tokens", "credits", "credits_reversed", "credits_usd",
+               "upstream_cost_usd", "gross_margin_usd", "gross_margin_pct"]  # fmt: skip
+    rows = [[*(getattr(row, key) for key in keys), *(getattr(row, m) for m in metrics)] for row in report.rows]
+    if not as_csv and not as_json and keys:  # the totals of the table, under it
+        rows.append(["total", *[""] * (len(keys) - 1), *(getattr(report.totals, m) for m in metrics)])
+    elif not keys:
+        rows = [[getattr(report.totals, m) for m in metrics]]
+    show([*keys, *metrics], rows, report, as_json, as_csv)
+    if report.unrated.events and not as_json and not as_csv:
+        click.echo(f"{report.unrated.events} usage events wait unrated (not in these figures): `billing rate`.")

@@ -5,13 +5,16 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Coroutine
 from datetime import timedelta
+from pathlib import Path
 
 from litestar import Litestar, Router, get
 from litestar.datastructures import State
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
+from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Response
+from litestar.template.config import TemplateConfig
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -29,6 +32,7 @@ from app.catalog.sources import Upstreams
 from app.catalog.store import CatalogStore
 from app.clock import Clock
 from app.config import Settings
+from app.dashboard.endpoints import DashboardController
 from app.db import Db
 from app.dependencies import DEPENDENCIES
 from app.errors import EXCEPTION_HANDLERS, UNAVAILABLE, database_cause, error_body
@@ -60,7 +64,9 @@ from app.webhooks.service import announce_expiries
 from app.webhooks.worker import Deliverer
 
 log = logging.getLogger("app")
-PUBLIC_PATHS = ["^/health$", "^/ready$", "^/metrics$", "^/schema"]
+# The dashboard signs its pages in with a session cookie of its own (app/dashboard/endpoints.py).
+DASHBOARD_TEMPLATES = Path(__file__).parent / "dashboard" / "templates"
+PUBLIC_PATHS = ["^/health$", "^/ready$", "^/metrics$", "^/schema", "^/dashboard"]
 POOL_CLOSE_SECONDS = 10
 
 
@@ -238,7 +244,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     )
     reference, reference_assets = reference_ui()
     app = Litestar(
-        route_handlers=[health, ready, metrics, api, reference_assets],
+        route_handlers=[health, ready, metrics, api, reference_assets, DashboardController],
+        template_config=TemplateConfig(directory=DASHBOARD_TEMPLATES, engine=JinjaTemplateEngine),
         guards=[require_scope],
         lifespan=[lifespan],
         dependencies=DEPENDENCIES,

@@ -271,6 +271,16 @@ async def pending(conn: asyncpg.Connection, account_id: str, now: datetime) -> D
     )
 
 
+async def holds_of(conn: asyncpg.Connection, account_id: str, now: datetime) -> list[asyncpg.Record]:
+    """The account's holds neither settled, released nor expired, newest first."""
+    return await conn.fetch(
+        "SELECT * FROM authorizations WHERE account_id = $1 AND settled_at IS NULL AND released_at IS NULL "
+        "AND expires_at > $2 ORDER BY created_at DESC, id",
+        account_id,
+        now,
+    )
+
+
 async def insert_authorization(conn: asyncpg.Connection, values: dict) -> asyncpg.Record:
     columns = ", ".join(values)
     placeholders = ", ".join(f"${n}" for n in range(1, len(values) + 1))

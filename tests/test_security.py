@@ -172,6 +172,42 @@ ROUTES: dict[tuple[str, str], Probe | tuple[Probe, ...]] = {
     ("POST", "/accounts/{account_id:str}/reversals"): Probe(
         ADMIN, body(f"/accounts/{B}/reversals", {"event_id": f"{B}-e1", "reason": "x"})
     ),
+    # Spend limits and recurring grants
+    ("POST", "/accounts/{account_id:str}/limits"): Probe(
+        ADMIN, body(f"/accounts/{B}/limits", {"scope": "account", "amount": "1", "period": "day"})
+    ),
+    ("GET", "/accounts/{account_id:str}/limits"): Probe(ACCOUNT, get(f"/accounts/{B}/limits")),
+    ("DELETE", "/accounts/{account_id:str}/limits/{limit_id:str}"): Probe(
+        ADMIN, lambda w: (f"/accounts/{B}/limits/lim_x", {})
+    ),
+    ("POST", "/accounts/{account_id:str}/grant-schedules"): Probe(
+        ADMIN, body(f"/accounts/{B}/grant-schedules", {"amount": "1", "period": "day"})
+    ),
+    ("GET", "/accounts/{account_id:str}/grant-schedules"): Probe(ACCOUNT, get(f"/accounts/{B}/grant-schedules")),
+    ("GET", "/accounts/{account_id:str}/grant-schedules/{schedule_id:str}"): Probe(
+        ACCOUNT, get(f"/accounts/{B}/grant-schedules/gs_x")
+    ),
+    ("DELETE", "/accounts/{account_id:str}/grant-schedules/{schedule_id:str}"): Probe(
+        ADMIN, lambda w: (f"/accounts/{B}/grant-schedules/gs_x", {})
+    ),
+    # The dashboard signs in with a session cookie of its own, never an API-key header: without one every
+    # page sends the caller to sign in, and forms without their token are refused (tests/test_dashboard.py
+    # signs in as an account-bound key and is kept to its account).
+    ("GET", "/dashboard"): Probe(PUBLIC, get("/dashboard")),
+    ("GET", "/dashboard/sign-in"): Probe(PUBLIC, get("/dashboard/sign-in")),
+    ("POST", "/dashboard/sign-in"): Probe(
+        PUBLIC, lambda w: ("/dashboard/sign-in", {"data": {"key": "x"}}), statuses=(403,)
+    ),
+    ("POST", "/dashboard/sign-out"): Probe(PUBLIC, lambda w: ("/dashboard/sign-out", {"data": {}}), statuses=(403,)),
+    ("GET", "/dashboard/accounts/{account_id:str}"): Probe(PUBLIC, get(f"/dashboard/accounts/{B}")),
+    ("GET", "/dashboard/accounts/{account_id:str}/ledger.csv"): Probe(
+        PUBLIC, get(f"/dashboard/accounts/{B}/ledger.csv")
+    ),
+    ("GET", "/dashboard/catalog"): Probe(PUBLIC, get("/dashboard/catalog")),
+    ("GET", "/dashboard/reports"): Probe(PUBLIC, get("/dashboard/reports", group_by="account")),
+    ("GET", "/dashboard/reports.csv"): Probe(PUBLIC, get("/dashboard/reports.csv", group_by="account")),
+    ("GET", "/dashboard/unrated"): Probe(PUBLIC, get("/dashboard/unrated")),
+    ("GET", "/dashboard/webhooks"): Probe(PUBLIC, get("/dashboard/webhooks")),
     # Usage, holds and estimates
     ("POST", "/usage"): Probe(ACCOUNT, body("/usage", EVENT_OF_B)),
     ("POST", "/usage/batch"): Probe(ACCOUNT, body("/usage/batch", {"events": [EVENT_OF_B]})),

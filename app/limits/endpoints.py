@@ -51,5 +51,6 @@ class LimitController(Controller):
         account_id: FromPath[str],
         limit_id: FromPath[str],
     ) -> None:
+        """Remove a limit; usage already flagged past it stays flagged."""
         account_id = request.user.account(account_id)
         await database.transaction(pool, lambda conn: service.delete(conn, account_id, limit_id))

@@ -34,6 +34,7 @@ class ScheduleController(Controller):
     async def list_schedules(
         self, request: Request[Principal, str, object], pool: NamedDependency[asyncpg.Pool], account_id: FromPath[str]
     ) -> ScheduleList:
+        """The account's grant schedules, ended ones included, with when each gives its next grant."""
         account_id = request.user.account(account_id)
         async with pool.acquire() as conn:
             return ScheduleList(data=await service.list_for(conn, account_id))
@@ -46,6 +47,7 @@ class ScheduleController(Controller):
         account_id: FromPath[str],
         schedule_id: FromPath[str],
     ) -> Schedule:
+        """One grant schedule."""
         account_id = request.user.account(account_id)
         async with pool.acquire() as conn:
             return await service.get(conn, account_id, schedule_id)

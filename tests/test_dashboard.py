@@ -33,7 +33,10 @@ async def sign_in(client, key: str):
 
 
 async def seed(client, admin) -> None:
-    """Two accounts with grants, charged usage over two models, unrated usage, a hold and a webhook."""
+    """A webhook, two accounts with grants, charged usage over two models, unrated usage (announced to the
+    webhook) and a hold."""
+    hook = {"url": "https://example.com/hooks", "events": ["*"], "description": "ops pager"}
+    assert (await client.post("/webhooks", json=hook, headers=admin)).status_code == 201
     for account_id, name in (("acme", "Acme Corp"), ("globex", "Globex")):
         assert (await client.post("/accounts", json={"id": account_id, "name": name}, headers=admin)).status_code == 201
         grant = await client.post(f"/accounts/{account_id}/grants", json={"amount": "100"}, headers=admin)
@@ -45,8 +48,6 @@ async def seed(client, admin) -> None:
     assert (await client.post("/usage", json=body, headers=admin)).status_code == 202
     hold = {"account_id": "acme", "model": "openai/gpt-4o", "input_tokens": 100, "max_output_tokens": 100}
     assert (await client.post("/authorizations", json=hold, headers=admin)).status_code == 201
-    hook = {"url": "https://example.com/hooks", "events": ["*"], "description": "ops pager"}
-    assert (await client.post("/webhooks", json=hook, headers=admin)).status_code == 201
 
 
 async def test_sign_in_sets_a_strict_http_only_cookie_and_checks_the_form(client, admin):
@@ -182,7 +183,8 @@ async def test_every_page_in_a_real_browser(live, make_key, conn_engine):
             await shot("unrated")
 
             await page.goto(f"{live.url}/dashboard/webhooks")
-            assert "https://example.com/hooks" in await page.inner_text("main")
+            hooks = await page.inner_text("main")
+            assert "https://example.com/hooks" in hooks and "usage.unrated" in hooks
             await shot("webhooks")
 
             await page.click("text=Sign out")

@@ -282,3 +282,27 @@ async def test_only_events_that_name_end_users_and_tags_add_to_their_rollups(cli
             counts[table] = tuple((await conn.execute(query)).one())
     # One day, one model, one key: a row each, summing the events that name one.
     assert counts == {"usage_rollups": (1, 20), "usage_rollups_end_users": (2, 15), "usage_rollups_tags": (1, 10)}
+
+
+async def test_a_batch_adds_to_the_rollups_its_events_need(client, reporters, conn_engine):
+    chat, _ = reporters
+
+    def event(n: int, **fields) -> dict:
+        return {"event_id": f"b{n}", "model": MODEL, "input_tokens": 1000, "output_tokens": 500, **fields}
+
+    # Batches recorded by the four statement texts: neither rollup, end users only, tags only, both.
+    batches = [
+        [event(n) for n in range(4)],
+        [event(n, end_user="alice" if n % 2 else None) for n in range(4, 8)],
+        [event(n, tags=["beta", "eu"] if n % 2 else None) for n in range(8, 12)],
+        [event(12, end_user="bob", tags=["beta"]), event(13, tags=["eu"]), event(14, end_user="bob")],
+    ]
+    for events in batches:
+        response = await client.post("/usage/batch", json={"events": events}, headers=chat)
+        assert response.status_code == 200 and response.json()["errors"] == 0, response.text
+    async with conn_engine.connect() as conn:
+        users = dict((await conn.execute(text("SELECT end_user, events FROM usage_rollups_end_users"))).all())
+        tags = dict((await conn.execute(text("SELECT tag, events FROM usage_rollups_tags"))).all())
+        total = (await conn.execute(text("SELECT sum(events) FROM usage_rollups"))).scalar_one()
+    assert (users, tags, total) == ({"alice": 2, "bob": 2}, {"beta": 3, "eu": 3}, 15)
+    await assert_reconciled(conn_engine)

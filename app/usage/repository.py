@@ -49,11 +49,11 @@ ROLLUP_ADD = ", ".join(f"{c} = r.{c} + excluded.{c}" for c in ROLLUP_COLUMNS)
 # different lengths cannot be parameters.
 NUMERIC_COLUMNS = frozenset({"margin", "credits_per_usd", "cost", "upstream_cost_usd", "credits_usd"})
 TAG_SEPARATOR = "\x1f"
-# One statement records the events and adds them to their daily, monthly, end user and tag rollups (no trigger:
-# a distributed table has none, docs/scale-out.md). Parameters $1..$27 are the columns of
-# EVENT_COLUMNS in order, one array each (a joined text for NUMERIC_COLUMNS); $28 the overdrawn
-# flags; $29 the time recorded.
-INSERT = f"""
+# One statement records the events and adds them to their daily and monthly rollups, and to the end
+# user and tag rollups when some of them name an end user or carry tags (no trigger: a distributed
+# table has none, docs/scale-out.md). Parameters $1..$27 are the columns of EVENT_COLUMNS in order, one
+# array each (a joined text for NUMERIC_COLUMNS); $28 the overdrawn flags; $29 the time recorded.
+INSERT_EVENTS = f"""
     WITH e AS (
         INSERT INTO usage_events (
             account_id, event_id, model_id, price_id, margin, credits_per_usd, input_tokens, output_tokens,
@@ -84,7 +84,10 @@ INSERT = f"""
         SELECT date_trunc('month', e.occurred_at AT TIME ZONE 'UTC')::date, e.account_id, e.model_id, {ROLLUP_SUMS}
         FROM e GROUP BY 1, 2, 3
         ON CONFLICT (month, account_id, model_id) DO UPDATE SET {ROLLUP_ADD}
-    ), users AS (
+"""  # noqa: S608 (built from constants only)
+# Written only by the statements whose events need them: a batch that names no end user and carries no
+# tag pays nothing for either (BENCHMARKS.md, fifth round).
+END_USER_ROLLUPS = f"""    ), users AS (
         INSERT INTO usage_rollups_end_users AS r (
             day, account_id, end_user, model_id, api_key_id, {", ".join(ROLLUP_COLUMNS)})
         SELECT (e.occurred_at AT TIME ZONE 'UTC')::date, e.account_id, e.end_user, e.model_id,
@@ -92,15 +95,25 @@ INSERT = f"""
         FROM e WHERE e.end_user IS NOT NULL
         GROUP BY 1, 2, 3, 4, 5
         ON CONFLICT (day, account_id, end_user, model_id, api_key_id) DO UPDATE SET {ROLLUP_ADD}
-    ), tagged AS (
+"""  # noqa: S608 (built from constants only)
+TAG_ROLLUPS = f"""    ), tagged AS (
         INSERT INTO usage_rollups_tags AS r (day, account_id, tag, model_id, {", ".join(ROLLUP_COLUMNS)})
         SELECT (e.occurred_at AT TIME ZONE 'UTC')::date, e.account_id, t.tag, e.model_id, {ROLLUP_SUMS}
         FROM e CROSS JOIN LATERAL unnest(e.tags) AS t(tag)
         GROUP BY 1, 2, 3, 4
         ON CONFLICT (day, account_id, tag, model_id) DO UPDATE SET {ROLLUP_ADD}
+"""  # noqa: S608 (built from constants only)
+FINISH = """
     )
     SELECT id, account_id, event_id FROM e
-"""  # noqa: S608 (built from constants only)
+"""
+INSERTS = {
+    (users, tagged): "".join(
+        [INSERT_EVENTS, *([END_USER_ROLLUPS] if users else []), *([TAG_ROLLUPS] if tagged else []), FINISH]
+    )
+    for users in (False, True)
+    for tagged in (False, True)
+}
 
 
 def joined_tags(tags: list[str] | None) -> str | None:
@@ -182,7 +195,8 @@ async def insert(
         else [getattr(event, name) for event, _ in events]
         for name in EVENT_COLUMNS
     ]
-    rows = await conn.fetch(INSERT, *columns, [overdrawn for _, overdrawn in events], now)
+    statement = INSERTS[any(e.end_user for e, _ in events), any(e.tags for e, _ in events)]
+    rows = await conn.fetch(statement, *columns, [overdrawn for _, overdrawn in events], now)
     return {(row["account_id"], row["event_id"]): row["id"] for row in rows}
 
 

@@ -27,6 +27,8 @@ DISTRIBUTED = frozenset(
         "usage_rollups_monthly",
         "usage_rollups_tags",
         "usage_rollups_end_users",
+        "usage_rollups_tags_monthly",
+        "usage_rollups_end_users_monthly",
         "spend_limits",
         "grant_schedules",
         "spend_limit_periods",

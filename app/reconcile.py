@@ -18,6 +18,21 @@ from app.pricing import credits_value
 from app.reports.repository import REVERSED, SUMS
 from app.usage.repository import ROLLUP_SUMS
 
+
+def months_equal_days(daily: str, keys: tuple[str, ...]) -> str:
+    """The rows where `daily`'s monthly twin differs from `daily` summed by month, under the same keys."""
+    return f"""
+        SELECT coalesce(m.month, d.month) AS month, {", ".join(f"coalesce(m.{k}, d.{k}) AS {k}" for k in keys)},
+               m.events AS monthly_events, d.events AS daily_events
+        FROM {daily}_monthly m FULL JOIN (
+            SELECT date_trunc('month', day)::date AS month, {", ".join(keys)},
+                   {", ".join(f"sum({c}) AS {c}" for c in SUMS)}
+            FROM {daily} GROUP BY 1, {", ".join(str(n) for n in range(2, len(keys) + 2))}
+        ) d ON (d.month, {", ".join(f"d.{k}" for k in keys)}) = (m.month, {", ".join(f"m.{k}" for k in keys)})
+        WHERE ({", ".join(f"m.{c}" for c in SUMS)}) IS DISTINCT FROM ({", ".join(f"d.{c}" for c in SUMS)})
+    """  # noqa: S608 (built from constants only)
+
+
 CHECKS = {
     "balance equals the sum of the account's entries": """
         SELECT a.id, a.balance, coalesce(sum(e.amount), 0) AS entries
@@ -105,16 +120,15 @@ CHECKS = {
         ) s ON (s.day, s.account_id, s.tag, s.model_id) = (r.day, r.account_id, r.tag, r.model_id)
         WHERE ({", ".join(f"r.{c}" for c in SUMS)}) IS DISTINCT FROM ({", ".join(f"s.{c}" for c in SUMS)})
     """,  # noqa: S608 (built from constants only)
-    "monthly usage rollups equal the sums of their days": f"""
-        SELECT coalesce(m.month, d.month) AS month, coalesce(m.account_id, d.account_id) AS account_id,
-               coalesce(m.model_id, d.model_id) AS model_id, m.events AS monthly_events, d.events AS daily_events
-        FROM usage_rollups_monthly m FULL JOIN (
-            SELECT date_trunc('month', day)::date AS month, account_id, model_id,
-                   {", ".join(f"sum({c}) AS {c}" for c in SUMS)}
-            FROM usage_rollups GROUP BY 1, 2, 3
-        ) d ON (d.month, d.account_id, d.model_id) = (m.month, m.account_id, m.model_id)
-        WHERE ({", ".join(f"m.{c}" for c in SUMS)}) IS DISTINCT FROM ({", ".join(f"d.{c}" for c in SUMS)})
-    """,  # noqa: S608 (built from constants only)
+    "monthly usage rollups equal the sums of their days": months_equal_days(
+        "usage_rollups", ("account_id", "model_id", "api_key_id")
+    ),
+    "monthly end user rollups equal the sums of their days": months_equal_days(
+        "usage_rollups_end_users", ("account_id", "end_user", "model_id", "api_key_id")
+    ),
+    "monthly tag rollups equal the sums of their days": months_equal_days(
+        "usage_rollups_tags", ("account_id", "tag", "model_id")
+    ),
 }
 
 SYSTEM_BALANCES = """

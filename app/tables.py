@@ -452,11 +452,13 @@ usage_rollups_monthly = Table(
     "usage_rollups_monthly",
     metadata,
     # The daily rollups summed by UTC month, written by the same statements as the daily ones
-    # (app/usage/repository.py): a report over whole months reads a thirtieth of the rows.
+    # (app/usage/repository.py): a report over whole months reads a thirtieth of the rows. The end
+    # users' and the tags' rollups have monthly twins of their own, below them.
     Column("month", Date, primary_key=True),
     Column("account_id", Text, ForeignKey("accounts.id"), primary_key=True),
     Column("model_id", Text, ForeignKey("models.id"), primary_key=True),
     *rollup_sums(),
+    Column("api_key_id", Text, primary_key=True, server_default=""),
     postgresql_with={"fillfactor": 70},
 )
 
@@ -486,6 +488,33 @@ usage_rollups_tags = Table(
     Column("model_id", Text, ForeignKey("models.id"), primary_key=True),
     *rollup_sums(),
     Index(None, "account_id", "tag", "day"),
+    postgresql_with={"fillfactor": 70},
+)
+
+usage_rollups_end_users_monthly = Table(
+    "usage_rollups_end_users_monthly",
+    metadata,
+    # usage_rollups_end_users summed by UTC month, written by the same statements.
+    Column("month", Date, primary_key=True),
+    Column("account_id", Text, ForeignKey("accounts.id"), primary_key=True),
+    Column("end_user", Text, primary_key=True),
+    Column("model_id", Text, ForeignKey("models.id"), primary_key=True),
+    Column("api_key_id", Text, primary_key=True),
+    *rollup_sums(),
+    Index(None, "account_id", "end_user", "month"),
+    postgresql_with={"fillfactor": 70},
+)
+
+usage_rollups_tags_monthly = Table(
+    "usage_rollups_tags_monthly",
+    metadata,
+    # usage_rollups_tags summed by UTC month, written by the same statements.
+    Column("month", Date, primary_key=True),
+    Column("account_id", Text, ForeignKey("accounts.id"), primary_key=True),
+    Column("tag", Text, primary_key=True),
+    Column("model_id", Text, ForeignKey("models.id"), primary_key=True),
+    *rollup_sums(),
+    Index(None, "account_id", "tag", "month"),
     postgresql_with={"fillfactor": 70},
 )
 

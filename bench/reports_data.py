@@ -77,11 +77,12 @@ ROLLUPS_SQL = f"""
 """
 # The same events' monthly rollups, added likewise: what the service adds beside the daily ones, summed.
 MONTHS_SQL = f"""
-    INSERT INTO usage_rollups_monthly AS r (month, account_id, model_id, {", ".join(ROLLUP_COLUMNS)})
-    SELECT date_trunc('month', e.occurred_at AT TIME ZONE 'UTC')::date, e.account_id, e.model_id, {ROLLUP_SUMS}
+    INSERT INTO usage_rollups_monthly AS r (month, account_id, model_id, api_key_id, {", ".join(ROLLUP_COLUMNS)})
+    SELECT date_trunc('month', e.occurred_at AT TIME ZONE 'UTC')::date, e.account_id, e.model_id, e.api_key_id,
+           {ROLLUP_SUMS}
     FROM usage_events e WHERE e.id > $1 AND e.account_id LIKE 'rpt-%'
-    GROUP BY 1, 2, 3
-    ON CONFLICT (month, account_id, model_id) DO UPDATE SET {ADD_SUMS}
+    GROUP BY 1, 2, 3, 4
+    ON CONFLICT (month, account_id, model_id, api_key_id) DO UPDATE SET {ADD_SUMS}
 """
 # And their end users' and tags' rollups.
 END_USERS_SQL = f"""
@@ -99,8 +100,27 @@ TAGS_SQL = f"""
     GROUP BY 1, 2, 3, 4
     ON CONFLICT (day, account_id, tag, model_id) DO UPDATE SET {ADD_SUMS}
 """
-ROLLUP_TABLES = "usage_rollups, usage_rollups_monthly, usage_rollups_end_users, usage_rollups_tags"
+# Their monthly twins, made again from the report accounts' daily rows once those are complete.
+SUMMED_COLUMNS = ", ".join(ROLLUP_COLUMNS)
+SUMMED = ", ".join(f"sum({c})" for c in ROLLUP_COLUMNS)
+USER_MONTHS_SQL = f"""
+    INSERT INTO usage_rollups_end_users_monthly (month, account_id, end_user, model_id, api_key_id, {SUMMED_COLUMNS})
+    SELECT date_trunc('month', day)::date, account_id, end_user, model_id, api_key_id, {SUMMED}
+    FROM usage_rollups_end_users WHERE account_id LIKE 'rpt-%'
+    GROUP BY 1, 2, 3, 4, 5
+"""
+TAG_MONTHS_SQL = f"""
+    INSERT INTO usage_rollups_tags_monthly (month, account_id, tag, model_id, {SUMMED_COLUMNS})
+    SELECT date_trunc('month', day)::date, account_id, tag, model_id, {SUMMED}
+    FROM usage_rollups_tags WHERE account_id LIKE 'rpt-%'
+    GROUP BY 1, 2, 3, 4
+"""
+ROLLUP_TABLES = (
+    "usage_rollups, usage_rollups_monthly, usage_rollups_end_users, usage_rollups_tags, "
+    "usage_rollups_end_users_monthly, usage_rollups_tags_monthly"
+)
 ROLLUP_STATEMENTS = (ROLLUPS_SQL, MONTHS_SQL, END_USERS_SQL, TAGS_SQL)
+MONTHLY_TWINS = ("usage_rollups_end_users_monthly", USER_MONTHS_SQL), ("usage_rollups_tags_monthly", TAG_MONTHS_SQL)
 # (drop, build): built from separate connections at once, the unique one as an index first and then
 # attached as the constraint, which takes no time.
 INDEXES = (
@@ -166,6 +186,9 @@ async def grow(dsn: str, have: int, total: int, log: Callable[[str], None]) -> d
         else:
             for statement in ROLLUP_STATEMENTS:
                 await conn.execute(statement, last_id)
+        for table, statement in MONTHLY_TWINS:
+            await conn.execute(f"DELETE FROM {table} WHERE account_id LIKE 'rpt-%'")
+            await conn.execute(statement)
         await conn.execute(f"VACUUM (ANALYZE) {ROLLUP_TABLES}")
         await conn.execute("ANALYZE usage_events")
         await conn.execute("DROP TABLE bench_models")

@@ -187,15 +187,20 @@ async def test_reports_by_end_user_tag_and_key(client, reporters, finance, clock
 async def test_the_rollups_and_the_events_agree_to_the_last_digit(client, reporters, finance, clock, conn_engine):
     await seed(client, reporters, clock)
     today = clock.now().date()
-    whole = {"from": str(today - timedelta(days=5)), "to": str(today + timedelta(days=1))}
-    # The same days, as times: not on a day boundary by a microsecond, so summed from the events.
-    start = datetime.fromisoformat(whole["from"]).replace(tzinfo=UTC) - timedelta(microseconds=1)
-    exact = {"from": start.isoformat(), "to": whole["to"] + "T00:00:00Z"}
-    for group_by in ("end_user", "tag", "api_key", "tag,model,day", "end_user,api_key,provider"):
-        rollups = await get_report(client, finance, group_by=group_by, **whole)
-        events = await get_report(client, finance, group_by=group_by, **exact)
-        assert (rollups["source"], events["source"]) == ("rollups", "events")
-        assert rollups["rows"] == events["rows"] and rollups["totals"] == events["totals"], group_by
+    # A few days (the daily rollups), and whole months around them (the monthly ones).
+    ranges = [(today - timedelta(days=5), today + timedelta(days=1))]
+    ranges.append(((today - timedelta(days=40)).replace(day=1), (today + timedelta(days=40)).replace(day=1)))
+    for lo, hi in ranges:
+        whole = {"from": str(lo), "to": str(hi)}
+        # The same days, as times: not on a day boundary by a microsecond, so summed from the events.
+        start = datetime.fromisoformat(whole["from"]).replace(tzinfo=UTC) - timedelta(microseconds=1)
+        exact = {"from": start.isoformat(), "to": whole["to"] + "T00:00:00Z"}
+        for group_by in ("end_user", "tag", "api_key", "tag,model,day", "end_user,api_key,provider", "tag,month"):
+            rollups = await get_report(client, finance, group_by=group_by, **whole)
+            events = await get_report(client, finance, group_by=group_by, **exact)
+            assert (rollups["source"], events["source"]) == ("rollups", "events")
+            assert rollups["rows"] == events["rows"] and rollups["totals"] == events["totals"], group_by
+            assert rollups["totals"]["events"] == 12
     await assert_reconciled(conn_engine)
 
 

@@ -1,4 +1,5 @@
 from dataclasses import replace
+from decimal import Decimal
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -9,6 +10,7 @@ from sqlalchemy import text
 import app.tables  # noqa: F401  (registers every table on the metadata)
 from app import db
 from app.asgi import create_app
+from app.reconcile import CHECKS
 from tests.helpers import migrate
 
 
@@ -144,5 +146,64 @@ async def test_rows_survive_distributable_keys_up_and_down(empty_database):
             assert (await conn.execute(text("SELECT events FROM usage_rollups_monthly"))).scalar_one() == 2
         await migrate(url)
         await db.check_schema(engine)
+    finally:
+        await engine.dispose()
+
+
+# Daily rollups at revision 0016 over two days of one month: two reporting keys, an end user, two
+# tags. Columns: the keys, then events, the five token counts, cost, upstream USD, credits USD, reversed.
+ROWS_0016 = [
+    *ROWS_0010[:2],
+    "INSERT INTO accounts (id, name) VALUES ('acme', 'Acme')",
+    "INSERT INTO usage_rollups (day, account_id, model_id, api_key_id, events, input_tokens, output_tokens, "
+    "cached_input_tokens, cache_write_tokens, reasoning_tokens, cost, upstream_cost_usd, credits_usd, reversed) "
+    "VALUES ('2026-03-04', 'acme', 'p/m', 'k1', 1, 10, 5, 0, 0, 0, 0.5, 0.4, 0.005, 0.25), "
+    "('2026-03-05', 'acme', 'p/m', 'k1', 2, 10, 5, 0, 0, 0, 0.5, 0.4, 0.005, 0.25), "
+    "('2026-03-05', 'acme', 'p/m', 'k2', 4, 10, 5, 0, 0, 0, 0.5, 0.4, 0.005, 0.25)",
+    "INSERT INTO usage_rollups_end_users (day, account_id, end_user, model_id, api_key_id, events, input_tokens, "
+    "output_tokens, cached_input_tokens, cache_write_tokens, reasoning_tokens, cost, upstream_cost_usd, credits_usd, "
+    "reversed) VALUES ('2026-03-04', 'acme', 'alice', 'p/m', 'k1', 1, 10, 5, 0, 0, 0, 0.5, 0.4, 0.005, 0), "
+    "('2026-03-05', 'acme', 'alice', 'p/m', 'k1', 2, 10, 5, 0, 0, 0, 0.5, 0.4, 0.005, 0)",
+    "INSERT INTO usage_rollups_tags (day, account_id, tag, model_id, events, input_tokens, output_tokens, "
+    "cached_input_tokens, cache_write_tokens, reasoning_tokens, cost, upstream_cost_usd, credits_usd, reversed) "
+    "VALUES ('2026-03-04', 'acme', 'beta', 'p/m', 1, 10, 5, 0, 0, 0, 0.5, 0.4, 0.005, 0), "
+    "('2026-03-05', 'acme', 'beta', 'p/m', 1, 10, 5, 0, 0, 0, 0.5, 0.4, 0.005, 0), "
+    "('2026-03-05', 'acme', 'eu', 'p/m', 1, 10, 5, 0, 0, 0, 0.5, 0.4, 0.005, 0)",
+    "INSERT INTO usage_rollups_monthly VALUES ('2026-03-01', 'acme', 'p/m', 7, 30, 15, 0, 0, 0, 1.5, 1.2, 0.015, 0.75)",
+]
+
+
+async def test_monthly_twins_are_filled_from_the_days_and_merged_back(empty_database):
+    """0017 keys the monthly rollups by reporting key too and adds the end users' and tags' monthly
+    rollups, all summed from the daily ones; its downgrade merges the keys again."""
+    url = await empty_database()
+    engine = db.create_engine(url, pool_size=1)
+
+    async def rows(query: str) -> list[tuple]:
+        async with engine.connect() as conn:
+            return [tuple(row) for row in await conn.execute(text(query))]
+
+    monthly = "SELECT month::text, account_id, model_id, events, cost, reversed FROM usage_rollups_monthly"
+    try:
+        await migrate(url, "0016")
+        async with engine.begin() as conn:
+            for statement in ROWS_0016:
+                await conn.execute(text(statement))
+        before = await rows(monthly)
+        await migrate(url, "0017")
+        by_key = await rows(f"{monthly.replace('model_id,', 'model_id, api_key_id,')} ORDER BY api_key_id")
+        assert [(row[3], row[4], row[5], row[6]) for row in by_key] == [
+            ("k1", 3, Decimal("1.0"), Decimal("0.50")),
+            ("k2", 4, Decimal("0.5"), Decimal("0.25")),
+        ]
+        users = "SELECT month::text, end_user, api_key_id, events, cost FROM usage_rollups_end_users_monthly"
+        assert await rows(users) == [("2026-03-01", "alice", "k1", 3, Decimal("1.0"))]
+        tags = "SELECT tag, events, cost FROM usage_rollups_tags_monthly ORDER BY tag"
+        assert await rows(tags) == [("beta", 2, Decimal("1.0")), ("eu", 1, Decimal("0.5"))]
+        for name in ("monthly usage rollups", "monthly end user rollups", "monthly tag rollups"):
+            assert await rows(CHECKS[f"{name} equal the sums of their days"]) == [], name
+        await migrate(url, "0016", downgrade=True)
+        assert await rows(monthly) == before
+        await migrate(url)
     finally:
         await engine.dispose()

@@ -372,8 +372,9 @@ async def add_reversal_to_rollup(conn: asyncpg.Connection, account_id: str, usag
     await conn.execute(
         """
         WITH e AS (
-            SELECT cost, (occurred_at AT TIME ZONE 'UTC')::date AS day, model_id, coalesce(api_key_id, '') AS key,
-                   end_user, tags
+            SELECT cost, (occurred_at AT TIME ZONE 'UTC')::date AS day,
+                   date_trunc('month', occurred_at AT TIME ZONE 'UTC')::date AS month, model_id,
+                   coalesce(api_key_id, '') AS key, end_user, tags
             FROM usage_events WHERE account_id = $1 AND id = $2
         ), days AS (
             UPDATE usage_rollups r SET reversed = r.reversed + e.cost FROM e
@@ -382,12 +383,19 @@ async def add_reversal_to_rollup(conn: asyncpg.Connection, account_id: str, usag
             UPDATE usage_rollups_end_users u SET reversed = u.reversed + e.cost FROM e
             WHERE u.account_id = $1 AND u.day = e.day AND u.end_user = e.end_user AND u.model_id = e.model_id
               AND u.api_key_id = e.key
+        ), user_months AS (
+            UPDATE usage_rollups_end_users_monthly u SET reversed = u.reversed + e.cost FROM e
+            WHERE u.account_id = $1 AND u.month = e.month AND u.end_user = e.end_user AND u.model_id = e.model_id
+              AND u.api_key_id = e.key
         ), tagged AS (
             UPDATE usage_rollups_tags t SET reversed = t.reversed + e.cost FROM e
             WHERE t.account_id = $1 AND t.day = e.day AND t.model_id = e.model_id AND t.tag = ANY(e.tags)
+        ), tag_months AS (
+            UPDATE usage_rollups_tags_monthly t SET reversed = t.reversed + e.cost FROM e
+            WHERE t.account_id = $1 AND t.month = e.month AND t.model_id = e.model_id AND t.tag = ANY(e.tags)
         )
         UPDATE usage_rollups_monthly m SET reversed = m.reversed + e.cost FROM e
-        WHERE m.account_id = $1 AND m.month = date_trunc('month', e.day)::date AND m.model_id = e.model_id
+        WHERE m.account_id = $1 AND m.month = e.month AND m.model_id = e.model_id AND m.api_key_id = e.key
         """,
         account_id,
         usage_event_id,

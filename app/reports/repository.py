@@ -37,15 +37,24 @@ REVERSED = """
 DAYS = "(SELECT *, date_trunc('month', day)::date AS month FROM usage_rollups) r"
 USER_DAYS = "(SELECT *, date_trunc('month', day)::date AS month FROM usage_rollups_end_users) r"
 TAG_DAYS = "(SELECT *, date_trunc('month', day)::date AS month FROM usage_rollups_tags) r"
-# Days [:lo, :hi) as the whole months in it (:month_lo to :month_hi) from the monthly rollups, and the
-# days before and after those months from the daily ones: the same sums from far fewer rows.
-MONTHS = f"""(
-    SELECT month, account_id, model_id, {", ".join(SUMS)} FROM usage_rollups_monthly
+
+
+def months(daily: str, keys: str) -> str:
+    """Days [:lo, :hi) of `daily` as the whole months in it (:month_lo to :month_hi) from its monthly
+    twin, and the days before and after those months from `daily`: the same sums from far fewer rows."""
+    return f"""(
+    SELECT month, {keys}, {", ".join(SUMS)} FROM {daily}_monthly
     WHERE month >= :month_lo AND month < :month_hi
     UNION ALL
-    SELECT date_trunc('month', day)::date, account_id, model_id, {", ".join(SUMS)} FROM usage_rollups
+    SELECT date_trunc('month', day)::date, {keys}, {", ".join(SUMS)} FROM {daily}
     WHERE day >= :lo AND day < :hi AND NOT (day >= :month_lo AND day < :month_hi)
 ) r"""  # noqa: S608 (built from constants only)
+
+
+MONTHS = months("usage_rollups", "account_id, model_id, api_key_id")
+USER_MONTHS = months("usage_rollups_end_users", "account_id, end_user, model_id, api_key_id")
+TAG_MONTHS = months("usage_rollups_tags", "account_id, tag, model_id")
+WITH_MONTHS = {MONTHS, USER_MONTHS, TAG_MONTHS}
 
 
 def whole_months(lo: date, hi: date) -> tuple[date, date]:
@@ -84,21 +93,20 @@ async def usage_from_rollups(
     only: Attribution = EVERYONE,
 ) -> list[Row]:
     """Sums over the whole UTC days [lo, hi), read from the rollups: by tag or end user from theirs
-    (which hold only the events that name one), by day or API key from the daily ones, otherwise from
-    the monthly ones for the whole months in the range."""
+    (which hold only the events that name one), otherwise from the account's; grouped by day from the
+    daily ones, otherwise from the monthly ones for the whole months in the range."""
     filters = only.given()
     month_lo, month_hi = whole_months(lo, hi)
     params = {"lo": lo, "hi": hi, "month_lo": month_lo, "month_hi": month_hi}
     named = {*group_by, *filters}
+    by_day = "day" in group_by
     if "tag" in named:
-        source = TAG_DAYS
+        source = TAG_DAYS if by_day else TAG_MONTHS
     elif "end_user" in named:
-        source = USER_DAYS
-    elif named & {"day", "api_key"}:
-        source = DAYS
+        source = USER_DAYS if by_day else USER_MONTHS
     else:
-        source = MONTHS
-    where = ["r.day >= :lo", "r.day < :hi"] if source != MONTHS else []
+        source = DAYS if by_day else MONTHS
+    where = [] if source in WITH_MONTHS else ["r.day >= :lo", "r.day < :hi"]
     if account_id is not None:
         where.append("r.account_id = :account_id")
         params["account_id"] = account_id

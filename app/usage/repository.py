@@ -50,9 +50,10 @@ ROLLUP_ADD = ", ".join(f"{c} = r.{c} + excluded.{c}" for c in ROLLUP_COLUMNS)
 NUMERIC_COLUMNS = frozenset({"margin", "credits_per_usd", "cost", "upstream_cost_usd", "credits_usd"})
 TAG_SEPARATOR = "\x1f"
 # One statement records the events and adds them to their daily and monthly rollups, and to the end
-# user and tag rollups when some of them name an end user or carry tags (no trigger: a distributed
-# table has none, docs/scale-out.md). Parameters $1..$27 are the columns of EVENT_COLUMNS in order, one
-# array each (a joined text for NUMERIC_COLUMNS); $28 the overdrawn flags; $29 the time recorded.
+# users' and tags' daily and monthly rollups when some of them name an end user or carry tags (no
+# trigger: a distributed table has none, docs/scale-out.md). Parameters $1..$27 are the columns of
+# EVENT_COLUMNS in order, one array each (a joined text for NUMERIC_COLUMNS); $28 the overdrawn flags;
+# $29 the time recorded.
 INSERT_EVENTS = f"""
     WITH e AS (
         INSERT INTO usage_events (
@@ -80,10 +81,11 @@ INSERT_EVENTS = f"""
         FROM e GROUP BY 1, 2, 3, 4
         ON CONFLICT (day, account_id, model_id, api_key_id) DO UPDATE SET {ROLLUP_ADD}
     ), months AS (
-        INSERT INTO usage_rollups_monthly AS r (month, account_id, model_id, {", ".join(ROLLUP_COLUMNS)})
-        SELECT date_trunc('month', e.occurred_at AT TIME ZONE 'UTC')::date, e.account_id, e.model_id, {ROLLUP_SUMS}
-        FROM e GROUP BY 1, 2, 3
-        ON CONFLICT (month, account_id, model_id) DO UPDATE SET {ROLLUP_ADD}
+        INSERT INTO usage_rollups_monthly AS r (month, account_id, model_id, api_key_id, {", ".join(ROLLUP_COLUMNS)})
+        SELECT date_trunc('month', e.occurred_at AT TIME ZONE 'UTC')::date, e.account_id, e.model_id,
+            coalesce(e.api_key_id, ''), {ROLLUP_SUMS}
+        FROM e GROUP BY 1, 2, 3, 4
+        ON CONFLICT (month, account_id, model_id, api_key_id) DO UPDATE SET {ROLLUP_ADD}
 """  # noqa: S608 (built from constants only)
 # Written only by the statements whose events need them: a batch that names no end user and carries no
 # tag pays nothing for either (BENCHMARKS.md, fifth round).
@@ -95,6 +97,14 @@ END_USER_ROLLUPS = f"""    ), users AS (
         FROM e WHERE e.end_user IS NOT NULL
         GROUP BY 1, 2, 3, 4, 5
         ON CONFLICT (day, account_id, end_user, model_id, api_key_id) DO UPDATE SET {ROLLUP_ADD}
+    ), user_months AS (
+        INSERT INTO usage_rollups_end_users_monthly AS r (
+            month, account_id, end_user, model_id, api_key_id, {", ".join(ROLLUP_COLUMNS)})
+        SELECT date_trunc('month', e.occurred_at AT TIME ZONE 'UTC')::date, e.account_id, e.end_user, e.model_id,
+            coalesce(e.api_key_id, ''), {ROLLUP_SUMS}
+        FROM e WHERE e.end_user IS NOT NULL
+        GROUP BY 1, 2, 3, 4, 5
+        ON CONFLICT (month, account_id, end_user, model_id, api_key_id) DO UPDATE SET {ROLLUP_ADD}
 """  # noqa: S608 (built from constants only)
 TAG_ROLLUPS = f"""    ), tagged AS (
         INSERT INTO usage_rollups_tags AS r (day, account_id, tag, model_id, {", ".join(ROLLUP_COLUMNS)})
@@ -102,6 +112,13 @@ TAG_ROLLUPS = f"""    ), tagged AS (
         FROM e CROSS JOIN LATERAL unnest(e.tags) AS t(tag)
         GROUP BY 1, 2, 3, 4
         ON CONFLICT (day, account_id, tag, model_id) DO UPDATE SET {ROLLUP_ADD}
+    ), tag_months AS (
+        INSERT INTO usage_rollups_tags_monthly AS r (month, account_id, tag, model_id, {", ".join(ROLLUP_COLUMNS)})
+        SELECT date_trunc('month', e.occurred_at AT TIME ZONE 'UTC')::date, e.account_id, t.tag, e.model_id,
+            {ROLLUP_SUMS}
+        FROM e CROSS JOIN LATERAL unnest(e.tags) AS t(tag)
+        GROUP BY 1, 2, 3, 4
+        ON CONFLICT (month, account_id, tag, model_id) DO UPDATE SET {ROLLUP_ADD}
 """  # noqa: S608 (built from constants only)
 FINISH = """
     )

@@ -3,6 +3,7 @@ rules"), read from PostgreSQL's catalogs after the migrations; and the lint that
 schema that breaks them."""
 
 import asyncio
+import re
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,15 @@ async def test_every_table_is_classified(engine):
         tables = {row.name: row.has_account for row in await conn.execute(text(TABLES), {"schema": "public"})}
     assert set(tables) == DISTRIBUTED | REFERENCE | LOCAL
     assert {t for t, has_account in tables.items() if has_account} - {"api_keys"} == DISTRIBUTED - {ACCOUNTS}
+
+
+def test_the_operator_guide_lists_every_table_in_its_class():
+    """docs/scale-out.md tells the operator what `billing citus setup` makes of each table."""
+    guide = (PROJECT_DIR / "docs" / "scale-out.md").read_text()
+    steps = guide[guide.index("1. makes every reference table") : guide.index("A table comes after")]
+    reference, distributed = (set(re.findall(r"`([a-z_]+)`", part)) for part in steps.split("2. distributes"))
+    assert REFERENCE - reference == set(), "reference tables missing from docs/scale-out.md"
+    assert DISTRIBUTED - distributed == set(), "per-account tables missing from docs/scale-out.md"
 
 
 async def test_a_new_table_that_is_not_classified_fails(engine):

@@ -14,6 +14,7 @@ from app.catalog.store import CatalogStore
 from app.clock import Clock
 from app.keys.auth import KeyCache
 from app.usage.coalescer import Coalescer
+from app.usage.endpoints import Ingestion
 from app.usage.rating import Rater
 
 
@@ -67,6 +68,10 @@ def provide_key_cache(state: State) -> KeyCache:
     return state.key_cache
 
 
+def provide_ingestion(state: State) -> Ingestion:
+    return Ingestion(state.catalog.catalog, state.clock, state.coalescer, state.rater, state.pool)
+
+
 DEPENDENCIES = {
     "db": Provide(provide_engine, sync_to_thread=False),
     "read_db": Provide(provide_read_engine, sync_to_thread=False),
@@ -80,4 +85,5 @@ DEPENDENCIES = {
     "coalescer": Provide(provide_coalescer, sync_to_thread=False),
     "rater": Provide(provide_rater, sync_to_thread=False),
     "key_cache": Provide(provide_key_cache, sync_to_thread=False),
+    "ingestion": Provide(provide_ingestion, sync_to_thread=False),
 }

@@ -1,4 +1,8 @@
+import pytest
+
 from tests.helpers import assert_error
+
+pytestmark = pytest.mark.shared_app  # one app for the module: `client` and `clock` are its
 
 
 async def test_create_and_get(client, admin):

@@ -11,6 +11,8 @@ from app.keys import repository as keys_repository
 from app.keys.auth import KeyCache, KeyChanges, LastUsed
 from tests.helpers import assert_error
 
+pytestmark = pytest.mark.shared_app  # one app for the module: `client` and `clock` are its
+
 
 async def test_missing_key(client):
     error = assert_error(await client.get("/accounts"), 401, "invalid_api_key")

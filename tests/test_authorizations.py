@@ -9,6 +9,8 @@ import pytest
 
 from tests.helpers import assert_error, assert_reconciled
 
+pytestmark = pytest.mark.shared_app  # one app for the module: `client` and `clock` are its
+
 NANO = Decimal("0.000000001")
 # gpt-4o output is 10 USD per 1M tokens: 1.4 credits per 1000 output tokens at margin 1.4.
 SEVEN = {"model": "openai/gpt-4o", "input_tokens": 0, "max_output_tokens": 5000}  # a hold of exactly 7 credits

@@ -10,6 +10,8 @@ from sqlalchemy import text
 from app.catalog import repository as catalog_repository
 from tests.helpers import assert_error
 
+pytestmark = pytest.mark.shared_app  # one app for the module: `client` and `clock` are its
+
 CPU = Decimal(100)  # CREDITS_PER_USD default
 REQUIRED_PROVIDERS = {
     "openai", "anthropic", "google", "vertex", "cohere", "openrouter", "cerebras", "featherless", "azure", "ollama",

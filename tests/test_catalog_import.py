@@ -9,6 +9,8 @@ from sqlalchemy import text
 from app.catalog.importer import import_catalog, plan_prices
 from app.errors import InvalidRequest
 
+pytestmark = pytest.mark.shared_app  # one app for the module: `client` and `clock` are its
+
 
 def catalog_file(provider: str, price: dict, *, extra_prices: list | None = None) -> dict:
     return {

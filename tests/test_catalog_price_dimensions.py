@@ -9,6 +9,8 @@ import pytest
 
 from tests.helpers import assert_error, assert_reconciled
 
+pytestmark = pytest.mark.shared_app  # one app for the module: `client` and `clock` are its
+
 
 @pytest.fixture
 async def writer(client, admin, make_key) -> dict[str, str]:

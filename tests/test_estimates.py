@@ -7,6 +7,8 @@ import pytest
 
 from tests.helpers import assert_error, assert_reconciled
 
+pytestmark = pytest.mark.shared_app  # one app for the module: `client` and `clock` are its
+
 NANO = Decimal("0.000000001")
 SCALE = Decimal("140")  # default margin 1.4 x 100 credits per USD
 

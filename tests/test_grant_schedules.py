@@ -12,6 +12,8 @@ from app.ledger.service import expire_due_grants
 from app.schedules.service import issue_due, next_start
 from tests.helpers import assert_error, assert_reconciled
 
+pytestmark = pytest.mark.shared_app  # one app for the module: `client` and `clock` are its
+
 START = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
 
 

@@ -16,6 +16,8 @@ from app.catalog.service import MAX_MARGIN, MIN_MARGIN
 from app.pricing import MAX_TOKENS
 from tests.helpers import assert_error, assert_reconciled
 
+pytestmark = pytest.mark.shared_app  # one app for the module: `client` and `clock` are its
+
 BIGINT_MAX = 2**63 - 1
 EVENT = {"model": "gpt-4o", "input_tokens": 10, "output_tokens": 5}
 JSON = {"Content-Type": "application/json"}

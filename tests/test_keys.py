@@ -1,8 +1,11 @@
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import text
 
 from tests.helpers import assert_error
+
+pytestmark = pytest.mark.shared_app  # one app for the module: `client` and `clock` are its
 
 
 async def test_create_shows_the_secret_once(client, admin, conn_engine):

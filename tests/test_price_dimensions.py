@@ -11,6 +11,8 @@ from app.pricing import ModelUnpriced, Rates, Variant, select_rates, variant_fro
 from tests.helpers import assert_error, assert_reconciled
 from tests.test_unrated import balance, listed, rate
 
+pytestmark = pytest.mark.shared_app  # one app for the module: `client` and `clock` are its
+
 # The scratch model: 2 / 8 USD per 1M tokens, and
 #   flex            1 / 4
 #   batch           1 / 4, cached input 0.1

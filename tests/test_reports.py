@@ -21,6 +21,8 @@ from litestar.testing import AsyncTestClient
 from app.asgi import create_app
 from tests.helpers import assert_error, assert_reconciled
 
+pytestmark = pytest.mark.shared_app  # one app for the module: `client` and `clock` are its
+
 NANO = Decimal("0.000000001")
 PERCENT = Decimal("0.01")
 CREDITS_PER_USD = Decimal(100)

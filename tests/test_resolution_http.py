@@ -5,6 +5,8 @@ import pytest
 
 from tests.helpers import assert_error
 
+pytestmark = pytest.mark.shared_app  # one app for the module: `client` and `clock` are its
+
 SONNET_V2 = "anthropic.claude-3-5-sonnet-20241022-v2:0"
 
 

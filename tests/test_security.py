@@ -19,6 +19,8 @@ from app.openapi import UI_ASSETS
 from app.pagination import encode_cursor
 from tests.helpers import assert_error
 
+pytestmark = pytest.mark.shared_app  # one app for the module: `client` and `clock` are its
+
 NON_ADMIN_SCOPES = ("catalog:read", "usage:write", "ledger:read")
 A, B = "tenant-a", "victim-b"  # B's id is unusual enough that finding it in an answer means a leak
 MODEL = "openai/gpt-4o"

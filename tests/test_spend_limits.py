@@ -16,6 +16,8 @@ from app.webhooks.worker import Deliverer
 from tests.helpers import assert_error
 from tests.test_webhooks import Receiver, create_webhook, deliver_all, events
 
+pytestmark = pytest.mark.shared_app  # one app for the module: `client` and `clock` are its
+
 # openai/gpt-4o at 2.5 USD per 1M input tokens: 1000 tokens = 0.35 credits (x 1.4 x 100).
 CALL = {"model": "openai/gpt-4o", "input_tokens": 1000}
 COST = Decimal("0.35")

@@ -16,6 +16,8 @@ from openai.types.responses.response_usage import InputTokensDetails, OutputToke
 
 from tests.helpers import assert_error, assert_reconciled
 
+pytestmark = pytest.mark.shared_app  # one app for the module: `client` and `clock` are its
+
 OPENAI_CHAT = CompletionUsage(
     prompt_tokens=2006,
     completion_tokens=300,

@@ -71,29 +71,28 @@ class UsageController(Controller):
         """Record up to 1000 events in one transaction, with a result per event (`created`, `duplicate` or `error`)."""
         BATCHES.started()
         try:
-            i = ingestion
-            body = await self._record_batch(request.user, i.pool, i.catalog, i.clock, i.rater, data)
+            body = await self._record_batch(request.user, ingestion, data)
         finally:
             busy = BATCHES.finished()
         return Response(body, status_code=200, headers=CLOSE if busy else None)
 
     @staticmethod
-    async def _record_batch(
-        principal: Principal, pool: asyncpg.Pool, catalog: Catalog, clock: Clock, rater: Rater, data: BatchIn
-    ) -> BatchOut:
+    async def _record_batch(principal: Principal, ingestion: "Ingestion", data: BatchIn) -> BatchOut:
         results: list[BatchResult | None] = [None] * len(data.events)
         ready: list[tuple[int, Prepared]] = []
         # One request, one moment and one catalog snapshot: events without an `occurred_at` all
         # happened when the batch arrived.
-        now = clock.now()
+        now = ingestion.clock.now()
         for index, item in enumerate(data.events):
             try:
-                ready.append((index, service.prepare(decode_event(item), principal, catalog, now)))
+                ready.append((index, service.prepare(decode_event(item), principal, ingestion.catalog, now)))
             except AppError as error:
                 event_id = item.get("event_id") if isinstance(item.get("event_id"), str) else None
                 results[index] = BatchResult(index, "error", event_id, error=error_object(error))
         events = [event for _, event in ready]
-        outcomes = await db.transaction(pool, lambda conn: service.record(conn, events, clock.now()))
+        outcomes = await db.transaction(
+            ingestion.pool, lambda conn: service.record(conn, events, ingestion.clock.now())
+        )
         finance = principal.is_finance
         for (index, event), outcome in zip(ready, outcomes, strict=True):
             if outcome.status == "error":
@@ -109,7 +108,7 @@ class UsageController(Controller):
         if counts["unrated"]:
             for result in results:
                 if result.status == "unrated":
-                    rater.waiting(result.event)
+                    ingestion.rater.waiting(result.event)
         return BatchOut(results, counts["created"], counts["duplicate"], counts["error"], counts["unrated"])
 
     @get("/", opt={"scope": "ledger:read"}, responses=errors(404))

@@ -42,6 +42,18 @@ OLLAMA_FIELDS = {"id", "name", "parameter_size", "quantization", "family", "size
 PLAIN = re.compile(r"^\d+(\.\d*[1-9])?$")
 MARGIN = Decimal("1.4")  # DEFAULT_MARGIN
 
+pytestmark = pytest.mark.shared_app  # one app for the module: `client` and `clock` are its
+
+
+@pytest.fixture(autouse=True)
+def default_upstreams(client):
+    """Tests point the module's app at their own upstreams: each starts from the defaults, with no kept answers."""
+    state = client.app.state
+    default = state.upstreams
+    state.listings = listings.Listings()
+    yield
+    state.upstreams = default
+
 
 @pytest.fixture
 async def reader(make_key) -> dict[str, str]:

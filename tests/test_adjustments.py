@@ -4,7 +4,11 @@ import asyncio
 from datetime import datetime
 from decimal import Decimal
 
+import pytest
+
 from tests.helpers import assert_error, assert_reconciled
+
+pytestmark = pytest.mark.shared_app  # one app for the module: `client` and `clock` are its
 
 
 async def create_account(client, admin, account_id: str, grant: str | None = "100") -> None:

@@ -14,6 +14,8 @@ import pytest
 from app.catalog import entries
 from app.catalog.importer import import_catalog, read_catalog
 
+pytestmark = pytest.mark.shared_app  # one app for the module: `client` and `clock` are its
+
 FIRST_PARTY = ("openai", "anthropic", "google", "vertex", "mistral", "cohere", "xai", "deepseek", "groq", "cerebras")
 BAR = ("context_window", "max_output_tokens", "tools", "vision")
 CATALOG = read_catalog()

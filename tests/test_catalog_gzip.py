@@ -7,6 +7,8 @@ import pytest
 
 from app.catalog.endpoints import accepts_gzip
 
+pytestmark = pytest.mark.shared_app  # one app for the module: `client` and `clock` are its
+
 
 @pytest.fixture
 async def reader(make_key) -> dict[str, str]:

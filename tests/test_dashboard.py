@@ -16,6 +16,8 @@ import pytest
 from tests.helpers import assert_error
 from tests.test_client import LiveServer
 
+pytestmark = pytest.mark.shared_app  # one app for the module: `client` and `clock` are its
+
 BROWSER = shutil.which("chromium-headless-shell") or shutil.which("chromium")
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "screenshots"
 CSRF_FIELD = re.compile(r'name="csrf" value="([^"]+)"')

@@ -15,6 +15,8 @@ from app.webhooks.service import announce_expiries
 from app.webhooks.worker import Deliverer
 from tests.test_webhooks import Receiver, create_webhook, deliver_all, events
 
+pytestmark = pytest.mark.shared_app  # one app for the module: `client` and `clock` are its
+
 NOTICE = timedelta(days=3)
 HOLD = {"model": "openai/gpt-4o", "input_tokens": 1000, "max_output_tokens": 100, "ttl_seconds": 60}
 

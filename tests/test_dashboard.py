@@ -19,6 +19,8 @@ from tests.test_client import LiveServer
 pytestmark = pytest.mark.shared_app  # one app for the module: `client` and `clock` are its
 
 BROWSER = shutil.which("chromium-headless-shell") or shutil.which("chromium")
+# No page scrolls sideways at the test's window width.
+FITS_THE_WINDOW = "document.documentElement.scrollWidth <= window.innerWidth"
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "screenshots"
 CSRF_FIELD = re.compile(r'name="csrf" value="([^"]+)"')
 
@@ -159,6 +161,8 @@ async def test_every_page_in_a_real_browser(live, make_key, conn_engine):
             assert await page.locator("svg.chart").count() == 3
             assert "openai/gpt-4o" in body and "anthropic/claude-haiku-4-5" in body
             assert await page.locator("text=auth_").count() == 1  # the open hold
+            assert "+00:00" not in body  # times to the second, as in the ledger
+            assert await page.evaluate(FITS_THE_WINDOW)
             await shot("account")
             async with page.expect_download() as download_info:
                 await page.click("text=Download CSV")
@@ -187,6 +191,8 @@ async def test_every_page_in_a_real_browser(live, make_key, conn_engine):
             await page.goto(f"{live.url}/dashboard/webhooks")
             hooks = await page.inner_text("main")
             assert "https://example.com/hooks" in hooks and "usage.unrated" in hooks
+            assert "ConnectError" in hooks and "+00:00" not in hooks
+            assert await page.evaluate(FITS_THE_WINDOW)  # a receiver's long error wraps
             await shot("webhooks")
 
             await page.click("text=Sign out")

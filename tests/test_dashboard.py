@@ -94,6 +94,33 @@ async def test_an_account_bound_key_sees_only_its_account(client, admin, make_ke
     assert "Not for this key" in (await client.get("/dashboard/webhooks")).text
 
 
+async def test_accounts_page_by_page_and_the_search_reaches_every_account(client, admin):
+    for n in range(105):
+        body = {"id": f"t{n:03}", "name": f"Tenant {n}"}
+        assert (await client.post("/accounts", json=body, headers=admin)).status_code == 201
+    body = {"id": "promo", "name": "100%_off Ltd"}
+    assert (await client.post("/accounts", json=body, headers=admin)).status_code == 201
+    assert (await sign_in(client, admin["X-API-Key"])).status_code == 303
+    ids = re.compile(r'href="/dashboard/accounts/([^"]+)"')
+
+    first = (await client.get("/dashboard")).text
+    assert ids.findall(first) == ["promo"] + [f"t{n:03}" for n in range(99)]
+    following = re.search(r'href="(/dashboard\?[^"]+)">Next page', first).group(1).replace("&amp;", "&")
+    second = (await client.get(following)).text
+    assert ids.findall(second) == [f"t{n:03}" for n in range(99, 105)]
+    assert "Next page" not in second and "First page" in second
+
+    async def found(q: str) -> list[str]:
+        return ids.findall((await client.get("/dashboard", params={"q": q})).text)
+
+    # The search runs over every account, past the first page, ignoring case; % and _ are literal.
+    assert await found("TENANT 104") == ["t104"]
+    assert await found(" t10") == [f"t{n}" for n in range(100, 105)]
+    assert await found("0%_") == ["promo"]
+    assert await found("1_0") == []
+    assert "No account matches" in (await client.get("/dashboard", params={"q": "nobody"})).text
+
+
 async def test_a_revoked_key_is_signed_out(client, admin, make_key):
     key = await make_key("ledger:read")
     assert (await sign_in(client, key)).status_code == 303

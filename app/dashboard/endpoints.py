@@ -45,6 +45,7 @@ Form = Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED
 SESSION = "cm_session"
 CSRF = "cm_csrf"
 PATH = "/dashboard"
+ACCOUNTS_PAGE = 100  # accounts a page; the search runs in the database over all of them
 REPORT_GROUPS = ("day", "model", "provider", "account")
 
 
@@ -138,6 +139,7 @@ class DashboardController(Controller):
         clock: NamedDependency[Clock],
         read_db: NamedDependency[AsyncEngine],
         q: FromQuery[str] = "",
+        after: FromQuery[str | None] = None,
     ) -> Response:
         principal = await principal_of(request)
         if principal.account_id is not None:
@@ -145,10 +147,12 @@ class DashboardController(Controller):
         if refused := lacks(request, principal, "ledger:read"):
             return refused
         async with read_db.connect() as conn:
-            rows = await ledger_repository.list_accounts(conn, only=None, after=None, limit=MAX_LIMIT, now=clock.now())
-        found = [ledger_service.to_account(row) for row in rows]
-        found = [account for account in found if matches(q, account.id, account.name)]
-        return page(request, "accounts.html", principal, accounts=found, q=q)
+            rows = await ledger_repository.list_accounts(
+                conn, only=None, after=after, limit=ACCOUNTS_PAGE + 1, now=clock.now(), search=q.strip()
+            )
+        found = [ledger_service.to_account(row) for row in rows[:ACCOUNTS_PAGE]]
+        following = found[-1].id if len(rows) > ACCOUNTS_PAGE else None
+        return page(request, "accounts.html", principal, accounts=found, q=q, after=after, following=following)
 
     @get("/accounts/{account_id:str}")
     async def account(

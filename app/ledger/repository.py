@@ -34,13 +34,24 @@ async def get_account(conn: AsyncConnection, account_id: str, now: datetime) -> 
 
 
 async def list_accounts(
-    conn: AsyncConnection, *, only: str | None, after: str | None, limit: int, now: datetime
+    conn: AsyncConnection,
+    *,
+    only: str | None,
+    after: str | None,
+    limit: int,
+    now: datetime,
+    search: str | None = None,
 ) -> list[Row]:
     query = select(accounts, pending_of(now)).order_by(accounts.c.id).limit(limit)
     if only is not None:
         query = query.where(accounts.c.id == only)
     if after is not None:
         query = query.where(accounts.c.id > after)
+    if search:
+        # `%` and `_` in the search are literal characters, not wildcards.
+        query = query.where(
+            accounts.c.id.icontains(search, autoescape=True) | accounts.c.name.icontains(search, autoescape=True)
+        )
     return list((await conn.execute(query)).all())
 
 

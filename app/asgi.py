@@ -33,6 +33,7 @@ from app.catalog.store import CatalogStore
 from app.clock import Clock
 from app.config import Settings
 from app.dashboard.endpoints import DashboardController
+from app.dashboard.service import register_filters
 from app.db import Db
 from app.dependencies import DEPENDENCIES
 from app.errors import EXCEPTION_HANDLERS, UNAVAILABLE, database_cause, error_body
@@ -245,7 +246,9 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     reference, reference_assets = reference_ui()
     app = Litestar(
         route_handlers=[health, ready, metrics, api, reference_assets, DashboardController],
-        template_config=TemplateConfig(directory=DASHBOARD_TEMPLATES, engine=JinjaTemplateEngine),
+        template_config=TemplateConfig(
+            directory=DASHBOARD_TEMPLATES, engine=JinjaTemplateEngine, engine_callback=register_filters
+        ),
         guards=[require_scope],
         lifespan=[lifespan],
         dependencies=DEPENDENCIES,

@@ -3,9 +3,11 @@ charts, drawn as SVG on the server (no script, no asset from elsewhere)."""
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from html import escape
 
+from litestar.plugins.jinja import JinjaTemplateEngine
 from markupsafe import Markup
 
 WIDTH, HEIGHT, PAD = 640, 180, 24
@@ -69,3 +71,12 @@ def line_chart(points: Sequence[Point], title: str) -> Markup:
 def matches(query: str, *texts: str | None) -> bool:
     query = query.strip().lower()
     return not query or any(query in (text or "").lower() for text in texts)
+
+
+def when(moment: datetime | None, otherwise: str = "") -> str:
+    """A time as every page shows it, to the second (times are UTC throughout); `otherwise` for none."""
+    return moment.strftime("%Y-%m-%d %H:%M:%S") if moment is not None else otherwise
+
+
+def register_filters(engine: JinjaTemplateEngine) -> None:
+    engine.engine.filters["when"] = when
